@@ -1,0 +1,42 @@
+# Two commands matter on a fresh machine: `make devnet` and `make test`.
+# Everything else here is for developers and operators.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PY     := $(BIN)/python
+# Packages whose pure cores must stay ruff- and mypy-clean.
+CORES  := storage vm chain consensus p2p genesis light
+
+.PHONY: test lint bench sim soak clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(VENV)/.installed-test: pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+$(VENV)/.installed-bench: pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e '.[test,bench]'
+	touch $@
+
+$(VENV)/.installed-lint: pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e '.[test,lint]'
+	touch $@
+
+test: $(VENV)/.installed-test
+	$(PY) -m pytest -q
+
+lint: $(VENV)/.installed-lint
+	$(BIN)/ruff check $(CORES) tests benchmarks tools
+	$(BIN)/mypy $(CORES)
+
+bench: $(VENV)/.installed-bench
+	@set -e; for f in benchmarks/*.py; do \
+		echo "== $$f"; $(PY) $$f; \
+	done
+
+clean:
+	rm -rf $(VENV) .devnet build *.egg-info

@@ -1,0 +1,1 @@
+"""Genesis schema, the default devnet genesis, testnet generation, forking and export. Imports chain."""
