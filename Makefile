@@ -8,7 +8,7 @@ PY     := $(BIN)/python
 # Packages whose pure cores must stay ruff- and mypy-clean.
 CORES  := storage vm chain consensus p2p genesis light
 
-.PHONY: test lint bench sim soak clean
+.PHONY: test lint bench sim clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ bench: $(VENV)/.installed-bench
 	@set -e; for f in benchmarks/*.py; do \
 		echo "== $$f"; $(PY) $$f; \
 	done
+
+# The consensus simulator over many seeds (CI runs a seeded slice inside make test).
+sim: $(VENV)/.installed-test
+	$(PY) -m tools.sim --seeds 10000
 
 clean:
 	rm -rf $(VENV) .devnet build *.egg-info
