@@ -1,0 +1,329 @@
+"""The key-value store protocol and its two implementations.
+
+`MemoryKV` keeps a dict and a sorted key list (unit tests); `LevelKV` is plyvel
+(LevelDB) and is what the node and every integration test use. Both apply a
+`WriteBatch` atomically; `LevelKV.write(..., sync=True)` returns only after LevelDB
+has synced its log, which is what a block commit uses.
+
+plyvel is imported by `LevelKV.open` only, so importing this module (or
+storage.proof) never loads LevelDB.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import struct
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+from storage.errors import (
+    CorruptDatabaseError,
+    DatabaseClosedError,
+    DatabaseError,
+    DatabaseIOError,
+    DatabaseLockedError,
+    MissingDatabaseError,
+    StorageError,
+    TruncatedDatabaseError,
+)
+from storage.keys import prefix_end
+
+
+class KV(Protocol):
+    def get(self, key: bytes) -> bytes | None: ...
+
+    def iterate(
+        self,
+        prefix: bytes = b"",
+        *,
+        start: bytes | None = None,
+        stop: bytes | None = None,
+        reverse: bool = False,
+    ) -> Iterator[tuple[bytes, bytes]]: ...
+
+    def write(self, batch: WriteBatch, *, sync: bool = False) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class WriteBatch:
+    """An ordered list of puts and deletes, applied atomically by `KV.write`.
+    When a key appears twice the later operation wins."""
+
+    __slots__ = ("ops",)
+
+    def __init__(self) -> None:
+        self.ops: list[tuple[bytes, bytes | None]] = []
+
+    def put(self, key: bytes, value: bytes) -> None:
+        if type(key) is not bytes or type(value) is not bytes:
+            raise StorageError("WriteBatch.put takes bytes key and bytes value")
+        self.ops.append((key, value))
+
+    def delete(self, key: bytes) -> None:
+        if type(key) is not bytes:
+            raise StorageError("WriteBatch.delete takes a bytes key")
+        self.ops.append((key, None))
+
+    def extend(self, other: WriteBatch) -> None:
+        self.ops.extend(other.ops)
+
+    def __len__(self) -> int:
+        return len(self.ops)
+
+
+def _bounds(prefix: bytes, start: bytes | None, stop: bytes | None) -> tuple[bytes, bytes | None]:
+    lo = prefix if start is None or start < prefix else start
+    hi = prefix_end(prefix)
+    if stop is not None and (hi is None or stop < hi):
+        hi = stop
+    return lo, hi
+
+
+class MemoryKV:
+    """In-memory KV for unit tests. Same semantics as LevelKV, no durability."""
+
+    def __init__(self) -> None:
+        self._data: dict[bytes, bytes] = {}
+        self._keys: list[bytes] = []
+        self._closed = False
+
+    def _check(self) -> None:
+        if self._closed:
+            raise DatabaseClosedError("memory store is closed")
+
+    def get(self, key: bytes) -> bytes | None:
+        self._check()
+        return self._data.get(key)
+
+    def iterate(
+        self,
+        prefix: bytes = b"",
+        *,
+        start: bytes | None = None,
+        stop: bytes | None = None,
+        reverse: bool = False,
+    ) -> Iterator[tuple[bytes, bytes]]:
+        self._check()
+        lo, hi = _bounds(prefix, start, stop)
+        i = bisect.bisect_left(self._keys, lo)
+        j = len(self._keys) if hi is None else bisect.bisect_left(self._keys, hi)
+        keys = self._keys[i:j]
+        if reverse:
+            keys.reverse()
+        data = self._data
+        return iter([(k, data[k]) for k in keys])
+
+    def write(self, batch: WriteBatch, *, sync: bool = False) -> None:
+        self._check()
+        data, keys = self._data, self._keys
+        for key, value in batch.ops:
+            if value is None:
+                if key in data:
+                    del data[key]
+                    del keys[bisect.bisect_left(keys, key)]
+            else:
+                if key not in data:
+                    bisect.insort(keys, key)
+                data[key] = value
+
+    def close(self) -> None:
+        self._closed = True
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+# A LevelDB table file ends with a 48-byte footer whose last 8 bytes are this magic
+# number (little-endian); a table cut short loses it.
+_TABLE_MAGIC = struct.pack("<Q", 0xDB4775248B80FB57)
+_FOOTER_LEN = 48
+
+
+def _check_files(path: str) -> None:
+    """Structural checks LevelDB itself defers until a table is first read."""
+    names = os.listdir(path)
+    current = os.path.join(path, "CURRENT")
+    if "CURRENT" not in names:
+        if any(n.endswith((".ldb", ".sst", ".log")) or n.startswith("MANIFEST-") for n in names):
+            raise CorruptDatabaseError(path, "CURRENT file is missing but database files exist")
+        raise MissingDatabaseError(path, "not a LevelDB directory (no CURRENT file)")
+    with open(current, "rb") as f:
+        manifest = f.read(4096)
+    if not manifest.endswith(b"\n"):
+        raise TruncatedDatabaseError(current, "CURRENT does not end with a newline")
+    manifest_path = os.path.join(path, manifest.strip().decode("ascii", "replace"))
+    if not os.path.isfile(manifest_path):
+        raise CorruptDatabaseError(path, f"CURRENT names a missing manifest {manifest_path}")
+    if os.path.getsize(manifest_path) == 0:
+        raise TruncatedDatabaseError(manifest_path, "manifest is empty")
+    for name in names:
+        if not name.endswith((".ldb", ".sst")):
+            continue
+        file_path = os.path.join(path, name)
+        with open(file_path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            if size < _FOOTER_LEN:
+                raise TruncatedDatabaseError(file_path, f"table file is {size} bytes")
+            f.seek(size - len(_TABLE_MAGIC))
+            if f.read(len(_TABLE_MAGIC)) != _TABLE_MAGIC:
+                raise TruncatedDatabaseError(file_path, "table file lost its footer")
+
+
+def _translate(path: str, exc: BaseException) -> DatabaseError:
+    import plyvel
+
+    text = str(exc)
+    low = text.lower()
+    if isinstance(exc, plyvel.CorruptionError) or "corruption" in low:
+        if "truncated" in low or "too short" in low:
+            return TruncatedDatabaseError(path, text)
+        return CorruptDatabaseError(path, text)
+    if "lock" in low and ("unavailable" in low or "held" in low or "lock" in low):
+        return DatabaseLockedError(path, text)
+    if "does not exist" in low or "no such file" in low:
+        return MissingDatabaseError(path, text)
+    if isinstance(exc, plyvel.IOError):
+        return DatabaseIOError(path, text)
+    return DatabaseError(path, text)
+
+
+class LevelKV:
+    """KV over a LevelDB directory (plyvel). Reads verify block checksums, writes
+    with `sync=True` return after the log is synced."""
+
+    def __init__(self, db: Any, path: str) -> None:
+        self._db: Any = db
+        self.path = path
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        create: bool = False,
+        cache_mb: int = 32,
+        write_buffer_mb: int = 16,
+    ) -> LevelKV:
+        """Open (or with `create=True` create) the database at `path`.
+
+        Raises MissingDatabaseError, DatabaseLockedError, TruncatedDatabaseError or
+        CorruptDatabaseError (all DatabaseError), each one line naming the path.
+        """
+        import plyvel
+
+        p = os.path.abspath(os.fspath(path))
+        if os.path.exists(p) and not os.path.isdir(p):
+            raise MissingDatabaseError(p, "path is not a directory")
+        if not create and not os.path.isdir(p):
+            raise MissingDatabaseError(p, "no such directory")
+        if os.path.isdir(p) and (not create or os.path.exists(os.path.join(p, "CURRENT"))):
+            _check_files(p)
+        try:
+            db = plyvel.DB(
+                p,
+                create_if_missing=create,
+                paranoid_checks=True,
+                bloom_filter_bits=10,
+                lru_cache_size=cache_mb << 20,
+                write_buffer_size=write_buffer_mb << 20,
+                max_open_files=500,
+            )
+        except plyvel.Error as exc:
+            raise _translate(p, exc) from None
+        return cls(db, p)
+
+    def _closed(self) -> DatabaseClosedError:
+        return DatabaseClosedError(f"database is closed: {self.path}")
+
+    def get(self, key: bytes) -> bytes | None:
+        db = self._db
+        if db is None:
+            raise self._closed()
+        try:
+            value: bytes | None = db.get(key, verify_checksums=True)
+        except Exception as exc:
+            raise self._wrap(exc) from None
+        return value
+
+    def _wrap(self, exc: BaseException) -> StorageError:
+        import plyvel
+
+        if isinstance(exc, plyvel.Error):
+            return _translate(self.path, exc)
+        if isinstance(exc, RuntimeError) and "closed" in str(exc):
+            return self._closed()
+        if isinstance(exc, TypeError):
+            return StorageError(f"keys and values must be bytes: {exc}")
+        raise exc
+
+    def iterate(
+        self,
+        prefix: bytes = b"",
+        *,
+        start: bytes | None = None,
+        stop: bytes | None = None,
+        reverse: bool = False,
+    ) -> Iterator[tuple[bytes, bytes]]:
+        db = self._db
+        if db is None:
+            raise self._closed()
+        lo, hi = _bounds(prefix, start, stop)
+        try:
+            it = db.iterator(start=lo, stop=hi, reverse=reverse, verify_checksums=True)
+        except Exception as exc:
+            raise self._wrap(exc) from None
+        return self._guarded(it)
+
+    def _guarded(self, it: Any) -> Iterator[tuple[bytes, bytes]]:
+        try:
+            with it:
+                yield from it
+        except Exception as exc:
+            raise self._wrap(exc) from None
+
+    def write(self, batch: WriteBatch, *, sync: bool = False) -> None:
+        db = self._db
+        if db is None:
+            raise self._closed()
+        try:
+            wb = db.write_batch(sync=sync)
+            put, delete = wb.put, wb.delete
+            for key, value in batch.ops:
+                if value is None:
+                    delete(key)
+                else:
+                    put(key, value)
+            wb.write()
+        except Exception as exc:
+            raise self._wrap(exc) from None
+
+    def verify(self) -> int:
+        """Read every entry with checksums on; returns the count. Raises
+        CorruptDatabaseError (or TruncatedDatabaseError) naming the path."""
+        n = 0
+        for _ in self.iterate():
+            n += 1
+        return n
+
+    def compact(self) -> None:
+        db = self._db
+        if db is None:
+            raise self._closed()
+        try:
+            db.compact_range()
+        except Exception as exc:
+            raise self._wrap(exc) from None
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def __enter__(self) -> LevelKV:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
