@@ -141,7 +141,9 @@ def unpack_untrusted(data: bytes, max_size: int) -> Any:
 # --- typed-field helpers for decoders of untrusted values ---
 
 
-def take_array(obj: Any, name: str, length: int | None = None, *, max_len: int | None = None) -> list[Any]:
+def take_array(
+    obj: Any, name: str, length: int | None = None, *, max_len: int | None = None
+) -> list[Any]:
     """Return ``obj`` as an array, checking its exact ``length`` or ``max_len``."""
     if type(obj) is not list:
         raise DecodeError(f"{name}: expected an array, got {type(obj).__name__}")

@@ -131,3 +131,104 @@ class InvalidBlock(ChainError):
 
 
 # --- state transition errors ---
+
+
+class StateError(ChainError):
+    """The state store cannot serve the transition: not initialised from a genesis,
+    a height that was pruned, or a record that does not decode. Ours (or the
+    operator's, for a damaged or mismatched data directory)."""
+
+
+class InvalidTx(ChainError):
+    """A transaction breaks a rule of its lane (docs/spec-state.md, in the order
+    checked). Raised by ``chain.checktx.check_tx``; inside a block it is wrapped
+    in :class:`BlockTxInvalid`. The sender's fault."""
+
+
+class MalformedTx(InvalidTx):
+    """Bytes that are not a canonical transaction, too large, or in the wrong lane."""
+
+
+class BadTxSignature(InvalidTx):
+    """The signature does not verify; a transaction signed for another chain id lands here."""
+
+
+class WrongNonce(InvalidTx):
+    """The nonce is not the sender's next one (a replay or a skipped nonce)."""
+
+
+class FeeTooLow(InvalidTx):
+    """The fee is below max(min_fee, fee_per_byte * size)."""
+
+
+class InsufficientBalance(InvalidTx):
+    """The sender (or payer) cannot pay the fee, price, amount or royalty."""
+
+
+class InvalidField(InvalidTx):
+    """A field has a value outside its documented set or range (content type, chunk size, expiry...)."""
+
+
+class LimitExceeded(InvalidField):
+    """A field is larger than its genesis limit (title, tags, links, addresses, payload...)."""
+
+
+class OversizePreview(LimitExceeded):
+    """An inline preview is larger than app_params.max_preview_bytes."""
+
+
+class NotFound(InvalidTx):
+    """The card, token, listing, seeder entry or escrow the transaction names does not exist."""
+
+
+class NoOpenEscrow(NotFound):
+    """A delivery names a key with no open escrow (already delivered, refunded or never bought)."""
+
+
+class NotAuthorized(InvalidTx):
+    """The sender may not do this: not the card's creator, the key's owner or the escrow's seller."""
+
+
+class NotCreator(NotAuthorized):
+    """Only the card's creator may update it."""
+
+
+class RuleViolation(InvalidTx):
+    """The state forbids the action: sold out, price above the buyer's limit, key in escrow,
+    already following, last validator leaving, evidence already handled..."""
+
+
+class VMDenied(RuleViolation):
+    """The key class's rule program denied the resale or transfer; :attr:`reason` is its code."""
+
+    def __init__(self, reason: int, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class InvalidHeader(InvalidBlock):
+    """The header does not follow from the state: chain id, height, time, previous
+    block, last commit, validator hashes or proposer. The proposer's fault."""
+
+
+class LaneLimitExceeded(InvalidBlock):
+    """A lane holds more transactions (or the block more evidence) than the consensus params allow."""
+
+
+class BlockTxInvalid(InvalidBlock):
+    """A transaction of the block is invalid; :attr:`error` is the InvalidTx,
+    :attr:`lane` and :attr:`index` locate it. Signature failures take precedence."""
+
+    def __init__(self, lane: str, index: int, error: InvalidTx) -> None:
+        super().__init__(f"{lane}[{index}]: {type(error).__name__}: {error}")
+        self.lane = lane
+        self.index = index
+        self.error = error
+
+
+class BlockEvidenceInvalid(InvalidBlock):
+    """An evidence item of the block does not decode, does not verify, is too old or was already handled."""
+
+
+class AppHashMismatch(InvalidBlock):
+    """The header's app_hash differs from the state root the block produces."""

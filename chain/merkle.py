@@ -8,7 +8,12 @@ domain-separated so a leaf can never pass for an inner node::
 
     leaf_hash(x)     = BLAKE3(0x00 ‖ x)
     inner_hash(l, r) = BLAKE3(0x01 ‖ l ‖ r)
+    root(leaves)     = BLAKE3(0x02 ‖ u64be(n) ‖ top)    n >= 1, top = tree's top node
     root([])         = EMPTY_ROOT = BLAKE3(b"")
+
+The root binds the leaf count: an RFC 6962 top node alone does not (the proof
+of leaf 0 of [x, x, x] also proves leaf 0 of a 4-leaf tree), and a light client
+that checks "these are ALL transactions of the lane" needs the count.
 
 A proof for leaf ``i`` of ``n`` is the list of sibling hashes from the leaf up
 (levels where the node is carried up add none). The verifier recomputes the
@@ -31,6 +36,7 @@ from chain.errors import UsageError
 
 LEAF_PREFIX = b"\x00"
 INNER_PREFIX = b"\x01"
+ROOT_PREFIX = b"\x02"
 EMPTY_ROOT = blake3.blake3(b"").digest()
 #: Most leaves a tree may have (so a proof has at most 32 siblings).
 MAX_LEAVES = 2**32
@@ -47,6 +53,11 @@ def inner_hash(left: bytes, right: bytes) -> bytes:
     return blake3.blake3(INNER_PREFIX + left + right).digest()
 
 
+def size_bound_root(total: int, top: bytes) -> bytes:
+    """BLAKE3(0x02 ‖ u64be(total) ‖ top): the root of a non-empty tree."""
+    return blake3.blake3(ROOT_PREFIX + total.to_bytes(8, "big") + top).digest()
+
+
 def merkle_root(leaves: Sequence[bytes]) -> bytes:
     """The root over ``leaves`` (raw leaf values, hashed with the leaf prefix)."""
     if not leaves:
@@ -57,7 +68,7 @@ def merkle_root(leaves: Sequence[bytes]) -> bytes:
         if len(level) % 2:
             nxt.append(level[-1])
         level = nxt
-    return level[0]
+    return size_bound_root(len(leaves), level[0])
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +93,9 @@ class MerkleProof:
         index = take_int(obj[0], "proof.index", 0, total - 1)
         sibs = take_array(obj[2], "proof.siblings", max_len=MAX_PROOF_DEPTH)
         return cls(
-            index, total, tuple(take_bytes(s, f"proof.siblings[{i}]", size=32) for i, s in enumerate(sibs))
+            index,
+            total,
+            tuple(take_bytes(s, f"proof.siblings[{i}]", size=32) for i, s in enumerate(sibs)),
         )
 
 
@@ -124,7 +137,7 @@ def root_from_proof(leaf: bytes, proof: MerkleProof) -> bytes | None:
         n = (n + 1) // 2
     if used != len(sibs):
         return None
-    return node
+    return size_bound_root(proof.total, node)
 
 
 def verify_inclusion(root: bytes, leaf: bytes, proof: MerkleProof) -> bool:

@@ -177,6 +177,18 @@ class AppParams:
     """Largest payload of a generic typed transaction."""
     min_bond: int = param(1_000_000, lo=1, hi=_I64)
     """Smallest stake a validator may bond."""
+    max_delivery_timeout: int = param(100_000, lo=1, hi=100_000_000)
+    """Largest delivery timeout a key offer may set (heights)."""
+    max_sealed_key_bytes: int = param(1024, lo=49, hi=65_536)
+    """Largest sealed key material in one delivery or transfer."""
+    max_program_bytes: int = param(8199, lo=0, hi=65_536)
+    """Largest rule program of a key class (the VM's own cap also applies)."""
+    max_rule_params: int = param(16, lo=0, hi=256)
+    """Most parameters of a key class's rule program."""
+    max_address_bytes: int = param(128, lo=8, hi=1024)
+    """Largest QUIC address string in a seeder announcement."""
+    slash_bps: int = param(500, lo=0, hi=10_000)
+    """Share of a validator's stake burned for proven equivocation, in basis points."""
 
     def __post_init__(self) -> None:
         _validate(self, "app_params")

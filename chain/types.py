@@ -330,7 +330,9 @@ class Commit:
     def from_list(cls, obj: Any, name: str = "commit") -> Commit:
         f = take_array(obj, name, 4)
         sigs_raw = take_array(f[3], f"{name}.signatures", max_len=MAX_VALIDATOR_INDEX + 1)
-        sigs = tuple(CommitSig.from_list(s, f"{name}.signatures[{i}]") for i, s in enumerate(sigs_raw))
+        sigs = tuple(
+            CommitSig.from_list(s, f"{name}.signatures[{i}]") for i, s in enumerate(sigs_raw)
+        )
         for i in range(1, len(sigs)):
             if sigs[i].validator_index <= sigs[i - 1].validator_index:
                 raise DecodeError(f"{name}.signatures: validator indices not strictly ascending")
@@ -401,7 +403,9 @@ class ValidatorSet:
         if not vals:
             raise InvalidValidatorSet("a validator set has at least one member")
         if len(vals) > MAX_VALIDATOR_INDEX + 1:
-            raise InvalidValidatorSet(f"a validator set has at most {MAX_VALIDATOR_INDEX + 1} members")
+            raise InvalidValidatorSet(
+                f"a validator set has at most {MAX_VALIDATOR_INDEX + 1} members"
+            )
         total = 0
         index: dict[bytes, int] = {}
         prev = b""
@@ -464,7 +468,9 @@ class ValidatorSet:
     def decode_untrusted(cls, data: bytes) -> ValidatorSet:
         return cls.from_list(unpack_untrusted(data, 16 + (MAX_VALIDATOR_INDEX + 1) * 48))
 
-    def _check_commit_shape(self, commit: Commit, height: int | None, block_hash: bytes | None) -> None:
+    def _check_commit_shape(
+        self, commit: Commit, height: int | None, block_hash: bytes | None
+    ) -> None:
         if height is not None and commit.height != height:
             raise InvalidCommit(f"commit is for height {commit.height}, expected {height}")
         if block_hash is not None and commit.block_hash != block_hash:
@@ -477,7 +483,9 @@ class ValidatorSet:
                 raise InvalidCommit("commit signatures not strictly ascending by validator index")
             prev = s.validator_index
         if prev >= len(self.validators):
-            raise InvalidCommit(f"commit signer index {prev} outside a set of {len(self.validators)}")
+            raise InvalidCommit(
+                f"commit signer index {prev} outside a set of {len(self.validators)}"
+            )
 
     def verify_commit(
         self,
@@ -499,7 +507,9 @@ class ValidatorSet:
         signed = 0
         for s in commit.signatures:
             v = self.validators[s.validator_index]
-            if not crypto.verify(v.pubkey, s.signature, commit.vote_for(s).signing_digest(chain_id)):
+            if not crypto.verify(
+                v.pubkey, s.signature, commit.vote_for(s).signing_digest(chain_id)
+            ):
                 raise InvalidCommit(f"bad signature of validator {s.validator_index}")
             signed += v.power
         if signed * 3 <= self.total_power * 2:
@@ -549,7 +559,9 @@ class ValidatorSet:
                 if mine is None:
                     continue
                 power = self.validators[mine].power
-            if not crypto.verify(v.pubkey, s.signature, commit.vote_for(s).signing_digest(chain_id)):
+            if not crypto.verify(
+                v.pubkey, s.signature, commit.vote_for(s).signing_digest(chain_id)
+            ):
                 raise InvalidCommit(f"bad signature of validator {s.validator_index}")
             counted += power
             if counted * trust_denominator > needed:
@@ -608,7 +620,12 @@ class DuplicateVoteEvidence:
         ``evidence_max_age_heights``) is the state transition's check.
         """
         a, b = self.vote_a, self.vote_b
-        if (a.type, a.height, a.round, a.validator_index) != (b.type, b.height, b.round, b.validator_index):
+        if (a.type, a.height, a.round, a.validator_index) != (
+            b.type,
+            b.height,
+            b.round,
+            b.validator_index,
+        ):
             raise InvalidEvidence("votes differ in height, round, type or validator")
         if a.block_hash == b.block_hash:
             raise InvalidEvidence("votes are for the same block")
@@ -628,7 +645,9 @@ class DuplicateVoteEvidence:
         a = Vote.from_list(f[1], f"{name}.vote_a")
         b = Vote.from_list(f[2], f"{name}.vote_b")
         if not a.block_hash < b.block_hash:
-            raise DecodeError(f"{name}: votes not in canonical order (vote_a.block_hash < vote_b.block_hash)")
+            raise DecodeError(
+                f"{name}: votes not in canonical order (vote_a.block_hash < vote_b.block_hash)"
+            )
         return cls(a, b)
 
     @classmethod
@@ -829,18 +848,25 @@ class Block:
             lanes[2],
             lanes[3],
             None if f[5] is None else Commit.from_list(f[5], "block.last_commit"),
-            take_bytes_list(f[6], "block.evidence", max_count=MAX_EVIDENCE_COUNT, max_item=MAX_EVIDENCE_BYTES),
+            take_bytes_list(
+                f[6], "block.evidence", max_count=MAX_EVIDENCE_COUNT, max_item=MAX_EVIDENCE_BYTES
+            ),
         )
 
 
 def compute_block_time(last_commit: Commit, valset: ValidatorSet, prev_time_ms: TimeMs) -> TimeMs:
     """BFT time of the block carrying ``last_commit``: the power-weighted median timestamp.
 
-    The signers' timestamps are sorted ascending; walking them, the median is
-    the first whose power reaches half of the signed power (as CometBFT's
-    weightedMedian). The result is raised to ``prev_time_ms + 1`` if it is not
-    above it. ``valset`` is the set that signed the commit. Raises
-    :class:`InvalidCommit` for an empty commit or an index outside the set.
+    The signers' timestamps are sorted ascending; the median is the first
+    whose cumulative power exceeds half of the signed power. So at most half
+    of the signed power lies strictly before it and less than half strictly
+    after it: validators with less than half of the signed power (any
+    faulty minority of a +2/3 commit) cannot move it outside the range of the
+    correct validators' times. (CometBFT's weightedMedian compares with
+    ``total // 2`` using ``<=`` and can pick a lone low time.) The result is
+    raised to ``prev_time_ms + 1`` if it is not above it. ``valset`` is the
+    set that signed the commit. Raises :class:`InvalidCommit` for an empty
+    commit or an index outside the set.
     """
     if not last_commit.signatures:
         raise InvalidCommit("commit has no signatures")
@@ -853,13 +879,13 @@ def compute_block_time(last_commit: Commit, valset: ValidatorSet, prev_time_ms: 
         weighted.append((s.timestamp_ms, v.power))
         total += v.power
     weighted.sort()
-    median = total // 2
     result = weighted[-1][0]
+    cumulative = 0
     for ts, power in weighted:
-        if median <= power:
+        cumulative += power
+        if cumulative * 2 > total:
             result = ts
             break
-        median -= power
     return max(result, prev_time_ms + 1)
 
 
