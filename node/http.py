@@ -326,6 +326,11 @@ class HttpConnection:
                 break
             return False  # pragma: no cover - h11 yields nothing else first
         request = event
+        # h11 bounds only a header block still incomplete; one that arrived whole
+        # in a single read is measured here.
+        head_size = len(request.target) + sum(len(k) + len(v) + 4 for k, v in request.headers)
+        if head_size > self.limits.max_header_bytes:
+            raise h11.RemoteProtocolError("request header block too large", error_status_hint=431)
         body = await self._read_body(request, deadline)
         if conn.our_state is h11.SWITCHED_PROTOCOL:  # pragma: no cover
             return False
