@@ -19,7 +19,7 @@ Theory of operation (docs/storage.md has the long form):
   is one reverse seek and never walks the tree. A deleted key gets a tombstone.
 * `stage` computes a version in one recursive pass over the sorted key hashes of
   the block: each touched node is read once, rewritten once and hashed once. A
-  bounded cache keeps the upper nodes of the latest committed version decoded;
+  bounded cache keeps node records of the latest committed version (upper first);
   nodes of a staged version enter it only once that version is seen committed.
 """
 
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
 
 from blake3 import blake3
 
@@ -36,22 +35,26 @@ from storage.errors import CorruptDatabaseError, StateKeyError, VersionError
 from storage.kv import KV, WriteBatch
 from storage.proof import EMPTY_ROOT, HASH_LEN, Proof
 
-# A child slot: None, (hash, version) for an internal node, or
-# (leaf hash, key hash, value hash) for a leaf.
-Slot = tuple[bytes, int] | tuple[bytes, bytes, bytes] | None
-Node = list[Any]
+# A child slot is one bytes object: b"" (no child), hash ‖ u64 version (40 bytes, an
+# internal node) or leaf hash ‖ key hash ‖ value hash (96 bytes, a leaf).
+#
+# A node record is u16 bitmap ‖ u16 leaf bitmap ‖ the hashes of its children ‖ their
+# extras (u64 version or key hash ‖ value hash), both in nibble order. The hashes sit
+# side by side so that the node hash is one slice of the record and a proof level is
+# two; a rewrite copies the unchanged runs of the old record as slices.
 
+EMPTY = b""
+INTERNAL_SLOT = 40
+LEAF_SLOT = 96
 MAX_KEY_LEN = 0xFFFF
-CACHE_DEPTH = 4
-DEFAULT_CACHE_NODES = 80_000
+DEFAULT_CACHE_BYTES = 64 << 20
 
 _LEAF = b"\x00"
 _NODE = b"\x01"
 _VALUE_PRESENT = b"\x01"
 _VALUE_DELETED = b"\x00"
-_ROOT_NODE = b"\x01"
-_ROOT_LEAF = b"\x02"
 _POP = tuple(bin(i).count("1") for i in range(1 << 16))
+_HEX = {c: int(c, 16) for c in "0123456789abcdef"}
 
 
 def encode_path(key_hash: bytes, depth: int) -> bytes:
@@ -67,71 +70,106 @@ def _nibble(kh: bytes, depth: int) -> int:
     return b & 0x0F if depth & 1 else b >> 4
 
 
-def encode_node(node: Node) -> tuple[bytes, bytes]:
-    """(record, hash) of an internal node given its 16 slots."""
-    bitmap = leafmap = 0
-    body: list[bytes] = []
-    hashes: list[bytes] = []
-    for n in range(16):
-        s = node[n]
-        if s is None:
-            continue
-        bitmap |= 1 << n
-        hashes.append(s[0])
-        if len(s) == 3:
-            leafmap |= 1 << n
-            body.append(s[0] + s[1] + s[2])
-        else:
-            body.append(s[0] + s[1].to_bytes(8, "big"))
-    bm = bitmap.to_bytes(2, "big")
-    record = bm + leafmap.to_bytes(2, "big") + b"".join(body)
-    return record, blake3(_NODE + bm + b"".join(hashes)).digest()
-
-
-def decode_node(data: bytes) -> Node:
-    """The 16 slots of a node record. Raises ValueError on a malformed record."""
-    if len(data) < 4:
+def check_node(rec: bytes) -> None:
+    """Raise ValueError unless `rec` is a well-formed node record."""
+    if len(rec) < 4:
         raise ValueError("node record too short")
-    bitmap = (data[0] << 8) | data[1]
-    leafmap = (data[2] << 8) | data[3]
-    if leafmap & ~bitmap or bitmap == 0:
+    bm = (rec[0] << 8) | rec[1]
+    lm = (rec[2] << 8) | rec[3]
+    if bm == 0 or lm & ~bm:
         raise ValueError("node bitmaps inconsistent")
-    node: Node = [None] * 16
-    pos = 4
+    cnt, leaves = _POP[bm], _POP[lm]
+    if len(rec) != 4 + 32 * cnt + 8 * (cnt - leaves) + 64 * leaves:
+        raise ValueError("node record length does not match its bitmaps")
+
+
+def node_child(rec: bytes, nib: int) -> bytes:
+    """The slot of child `nib` of a node record (b"" if absent)."""
+    bm = (rec[0] << 8) | rec[1]
+    if not bm >> nib & 1:
+        return EMPTY
+    lm = (rec[2] << 8) | rec[3]
+    low = (1 << nib) - 1
+    i = _POP[bm & low]
+    li = _POP[lm & low]
+    h = 4 + 32 * i
+    x = 4 + 32 * _POP[bm] + 8 * (i - li) + 64 * li
+    if lm >> nib & 1:
+        return rec[h : h + 32] + rec[x : x + 64]
+    return rec[h : h + 32] + rec[x : x + 8]
+
+
+def make_node(slots: list[bytes]) -> tuple[bytes, bytes]:
+    """(record, hash) of a node from its 16 slots."""
+    bm = lm = 0
+    hashes: list[bytes] = []
+    extras: list[bytes] = []
     for n in range(16):
-        if not bitmap >> n & 1:
-            continue
-        if leafmap >> n & 1:
-            node[n] = (data[pos : pos + 32], data[pos + 32 : pos + 64], data[pos + 64 : pos + 96])
-            pos += 96
+        s = slots[n]
+        if s:
+            bm |= 1 << n
+            if len(s) == LEAF_SLOT:
+                lm |= 1 << n
+            hashes.append(s[:32])
+            extras.append(s[32:])
+    bmb = bm.to_bytes(2, "big")
+    hs = b"".join(hashes)
+    return bmb + lm.to_bytes(2, "big") + hs + b"".join(extras), blake3(_NODE + bmb + hs).digest()
+
+
+def rewrite_node(rec: bytes, changes: list[tuple[int, bytes]]) -> tuple[bytes, bytes, bytes]:
+    """Apply (nibble, new slot) changes, ascending by nibble, to a node record.
+
+    Returns (record, hash, single_leaf): record is b"" if no child is left;
+    single_leaf is the slot of the only child when that child is a leaf (the node
+    then disappears and the leaf moves up), else b"".
+    """
+    bm = (rec[0] << 8) | rec[1]
+    lm = (rec[2] << 8) | rec[3]
+    xs = 4 + 32 * _POP[bm]
+    hparts: list[bytes] = []
+    xparts: list[bytes] = []
+    hpos, xpos = 4, xs
+    nbm, nlm = bm, lm
+    for nib, slot in changes:
+        bit = 1 << nib
+        low = bit - 1
+        i = _POP[bm & low]
+        li = _POP[lm & low]
+        h_at = 4 + 32 * i
+        x_at = xs + 8 * (i - li) + 64 * li
+        hparts.append(rec[hpos:h_at])
+        xparts.append(rec[xpos:x_at])
+        if bm & bit:
+            hpos = h_at + 32
+            xpos = x_at + (64 if lm & bit else 8)
         else:
-            node[n] = (data[pos : pos + 32], int.from_bytes(data[pos + 32 : pos + 40], "big"))
-            pos += 40
-    if pos != len(data):
-        raise ValueError("node record length does not match its bitmap")
-    return node
+            hpos, xpos = h_at, x_at
+        if slot:
+            hparts.append(slot[:32])
+            xparts.append(slot[32:])
+            nbm |= bit
+            if len(slot) == LEAF_SLOT:
+                nlm |= bit
+            else:
+                nlm &= ~bit
+        else:
+            nbm &= ~bit
+            nlm &= ~bit
+    hparts.append(rec[hpos:xs])
+    xparts.append(rec[xpos:])
+    if nbm == 0:
+        return EMPTY, EMPTY, EMPTY
+    hs = b"".join(hparts)
+    if nlm == nbm and _POP[nbm] == 1:
+        return EMPTY, EMPTY, hs + b"".join(xparts)
+    bmb = nbm.to_bytes(2, "big")
+    record = bmb + nlm.to_bytes(2, "big") + hs + b"".join(xparts)
+    return record, blake3(_NODE + bmb + hs).digest(), EMPTY
 
 
-def encode_root(slot: Slot) -> bytes:
-    if slot is None:
-        return b""
-    if len(slot) == 3:
-        return _ROOT_LEAF + slot[0] + slot[1] + slot[2]
-    return _ROOT_NODE + slot[0] + slot[1].to_bytes(8, "big")
-
-
-def decode_root(data: bytes) -> Slot:
-    if data == b"":
-        return None
-    if data[:1] == _ROOT_LEAF and len(data) == 97:
-        return (data[1:33], data[33:65], data[65:97])
-    if data[:1] == _ROOT_NODE and len(data) == 41:
-        return (data[1:33], int.from_bytes(data[33:41], "big"))
-    raise ValueError("bad root pointer")
-
-
-def _slot_hash(slot: Slot) -> bytes:
-    return EMPTY_ROOT if slot is None else slot[0]
+def _slot_hash(slot: bytes) -> bytes:
+    return slot[:32] if slot else EMPTY_ROOT
 
 
 def _check_bytes(what: str, b: object) -> bytes:
@@ -143,21 +181,21 @@ def _check_bytes(what: str, b: object) -> bytes:
 class StagedVersion:
     """A computed but unwritten version: its root and the writes that make it."""
 
-    __slots__ = ("_cacheable", "_ops", "_root_slot", "_stale_nodes", "root", "version")
+    __slots__ = ("_new_nodes", "_ops", "_root_slot", "_stale_nodes", "root", "version")
 
     def __init__(
         self,
         version: int,
-        root_slot: Slot,
+        root_slot: bytes,
         ops: list[tuple[bytes, bytes | None]],
-        cacheable: dict[bytes, Node],
+        new_nodes: list[tuple[bytes, bytes]],
         stale_nodes: list[bytes],
     ) -> None:
         self.version = version
         self.root = _slot_hash(root_slot)
         self._root_slot = root_slot
         self._ops = ops
-        self._cacheable = cacheable
+        self._new_nodes = new_nodes
         self._stale_nodes = stale_nodes
 
     def write_into(self, batch: WriteBatch) -> None:
@@ -172,10 +210,11 @@ class StagedVersion:
 class StateTree:
     """Versioned authenticated map from bytes to bytes over a KV store."""
 
-    def __init__(self, kv: KV, *, cache_nodes: int = DEFAULT_CACHE_NODES) -> None:
+    def __init__(self, kv: KV, *, cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
         self.kv = kv
-        self._cache: dict[bytes, Node] = {}
-        self._cache_limit = cache_nodes
+        self._cache: dict[bytes, bytes] = {}
+        self._cache_used = 0
+        self._cache_limit = cache_bytes
         self._pending: StagedVersion | None = None
         self._oldest: int | None = None
         self._latest_seen: int | None = None
@@ -191,6 +230,7 @@ class StateTree:
 
     @property
     def latest_version(self) -> int | None:
+        """Newest committed version (None: nothing written yet)."""
         last = next(self.kv.iterate(keys.STATE_ROOT, reverse=True), None)
         latest = None if last is None else keys.decode_u64(last[0][2:])
         if latest != self._latest_seen:
@@ -199,12 +239,12 @@ class StateTree:
 
     @property
     def oldest_version(self) -> int | None:
-        if self._oldest is None:
-            self._refresh_bounds()
+        """Oldest version still readable (versions below it were pruned)."""
+        self._refresh_bounds()
         return self._oldest
 
     def _check_version(self, version: int) -> None:
-        if not isinstance(version, int) or version < 0:
+        if not isinstance(version, int) or isinstance(version, bool) or version < 0:
             raise VersionError(f"bad version {version!r}")
         if self._latest_seen is None or version > self._latest_seen:
             self._refresh_bounds()
@@ -213,22 +253,23 @@ class StateTree:
         if version > self._latest_seen:
             raise VersionError(f"version {version} is newer than latest {self._latest_seen}")
         if self._oldest is not None and version < self._oldest:
-            raise VersionError(f"version {version} was pruned (oldest kept {self._oldest})")
+            self._refresh_bounds()
+            if self._oldest is not None and version < self._oldest:
+                raise VersionError(f"version {version} was pruned (oldest kept {self._oldest})")
 
-    def _root_slot(self, version: int | None) -> tuple[int | None, Slot]:
+    def _root_slot(self, version: int | None) -> tuple[int | None, bytes]:
         if version is None:
             version = self.latest_version
             if version is None:
-                return None, None
+                return None, EMPTY
         else:
             self._check_version(version)
         raw = self.kv.get(keys.state_root_key(version))
         if raw is None:
             raise VersionError(f"version {version} not found")
-        try:
-            return version, decode_root(raw)
-        except ValueError:
-            raise self._corrupt(f"bad root pointer at version {version}") from None
+        if len(raw) not in (0, INTERNAL_SLOT, LEAF_SLOT):
+            raise self._corrupt(f"bad root pointer at version {version}")
+        return version, raw
 
     def _corrupt(self, detail: str) -> CorruptDatabaseError:
         return CorruptDatabaseError(getattr(self.kv, "path", "<memory>"), detail)
@@ -241,9 +282,8 @@ class StateTree:
 
     def get(self, key: bytes, version: int | None = None) -> bytes | None:
         """Value of `key` at `version` (default latest): one reverse seek in the
-        versioned value index."""
-        kh = blake3(_check_bytes("key", key)).digest()
-        prefix = keys.STATE_VALUE + kh
+        versioned value index, no tree walk."""
+        prefix = keys.STATE_VALUE + blake3(_check_bytes("key", key)).digest()
         if version is None:
             item = next(self.kv.iterate(prefix, reverse=True), None)
         else:
@@ -255,7 +295,7 @@ class StateTree:
         return self._decode_value(item[1])
 
     def _decode_value(self, record: bytes) -> bytes | None:
-        if record[:1] == _VALUE_DELETED and len(record) == 1:
+        if record == _VALUE_DELETED:
             return None
         if record[:1] != _VALUE_PRESENT or len(record) < 3:
             raise self._corrupt("bad value record")
@@ -264,75 +304,85 @@ class StateTree:
             raise self._corrupt("bad value record")
         return record[3 + klen :]
 
-    def _load(self, version: int, path: bytes, cache: bool) -> Node:
-        nk = keys.STATE_NODE + version.to_bytes(8, "big") + path
-        node = self._cache.get(nk)
-        if node is not None:
-            return node
-        raw = self.kv.get(nk)
-        if raw is None:
-            raise self._corrupt(f"missing tree node at version {version} depth {path[0]}")
+    def _load(self, nk: bytes) -> bytes:
+        rec = self._cache.get(nk)
+        if rec is not None:
+            return rec
+        rec = self.kv.get(nk)
+        if rec is None:
+            raise self._corrupt(f"missing tree node {nk[2:].hex()}")
         try:
-            node = decode_node(raw)
+            check_node(rec)
         except ValueError as exc:
-            raise self._corrupt(f"tree node at version {version}: {exc}") from None
-        if cache and path[0] <= CACHE_DEPTH and len(self._cache) < self._cache_limit:
-            self._cache[nk] = node
-        return node
+            raise self._corrupt(f"tree node {nk[2:].hex()}: {exc}") from None
+        return rec
+
+    def _load_cached(self, nk: bytes) -> bytes:
+        """Load a node of the latest version, keeping it in the cache if there is room."""
+        rec = self._cache.get(nk)
+        if rec is not None:
+            return rec
+        rec = self._load(nk)
+        size = len(rec) + len(nk) + 120
+        if self._cache_used + size <= self._cache_limit:
+            self._cache[nk] = rec
+            self._cache_used += size
+        return rec
 
     def get_with_proof(self, key: bytes, version: int | None = None) -> tuple[bytes | None, Proof]:
         """Value of `key` (or None) at `version` and a proof of it against root(version)."""
         kh = blake3(_check_bytes("key", key)).digest()
         version, slot = self._root_slot(version)
         levels: list[tuple[int, bytes]] = []
-        leaf: tuple[bytes, bytes] | None = None
         depth = 0
-        while slot is not None:
-            if len(slot) == 3:
-                leaf = (slot[1], slot[2])
-                break
-            node = self._load(slot[1], encode_path(kh, depth), False)
+        while len(slot) == INTERNAL_SLOT:
+            rec = self._load(keys.STATE_NODE + slot[32:40] + encode_path(kh, depth))
+            bm = (rec[0] << 8) | rec[1]
             nib = _nibble(kh, depth)
-            bitmap = 0
-            sib: list[bytes] = []
-            for n in range(16):
-                s = node[n]
-                if s is not None:
-                    bitmap |= 1 << n
-                    if n != nib:
-                        sib.append(s[0])
-            levels.append((bitmap, b"".join(sib)))
-            slot = node[nib]
+            end = 4 + 32 * _POP[bm]
+            if bm >> nib & 1:
+                at = 4 + 32 * _POP[bm & ((1 << nib) - 1)]
+                levels.append((bm, rec[4:at] + rec[at + 32 : end]))
+                slot = node_child(rec, nib)
+            else:
+                levels.append((bm, rec[4:end]))
+                slot = EMPTY
             depth += 1
-        proof = Proof(tuple(levels), leaf)
-        if leaf is None or leaf[0] != kh:
+        if len(slot) != LEAF_SLOT:
+            return None, Proof(tuple(levels), None)
+        proof = Proof(tuple(levels), (slot[32:64], slot[64:96]))
+        if slot[32:64] != kh:
             return None, proof
         value = self.get(key, version)
-        if value is None or blake3(value).digest() != leaf[1]:
+        if value is None or blake3(value).digest() != slot[64:96]:
             raise self._corrupt("value index disagrees with the tree")
         return value, proof
 
     # -- writes -------------------------------------------------------------------
 
     def _promote(self) -> None:
-        """Move the nodes of a staged version into the cache once it is committed."""
+        """Move the nodes of a staged version into the cache once it is committed;
+        drop the nodes it replaced."""
         pending = self._pending
         if pending is None:
             return
         self._pending = None
-        raw = self.kv.get(keys.state_root_key(pending.version))
-        if raw != encode_root(pending._root_slot):
+        if self.kv.get(keys.state_root_key(pending.version)) != pending._root_slot:
             return
         cache = self._cache
+        used = self._cache_used
         for nk in pending._stale_nodes:
-            cache.pop(nk, None)
-        room = self._cache_limit - len(cache)
-        for nk, node in pending._cacheable.items():
-            if room <= 0:
+            rec = cache.pop(nk, None)
+            if rec is not None:
+                used -= len(rec) + len(nk) + 120
+        limit = self._cache_limit
+        for nk, rec in pending._new_nodes:
+            size = len(rec) + len(nk) + 120
+            if used + size > limit:
                 break
-            if nk not in cache:
-                room -= 1
-            cache[nk] = node
+            cache[nk] = rec
+            used += size
+        self._cache_used = used
 
     def stage(
         self, version: int, puts: Mapping[bytes, bytes], deletes: Iterable[bytes] = ()
@@ -350,14 +400,15 @@ class StateTree:
             _check_bytes("key", key)
             ops[blake3(key).digest()] = (key, None, None)
         for key, value in puts.items():
-            _check_bytes("key", key)
-            _check_bytes("value", value)
+            if type(key) is not bytes or type(value) is not bytes:
+                _check_bytes("key", key)
+                _check_bytes("value", value)
             if len(key) > MAX_KEY_LEN:
                 raise StateKeyError(f"state key of {len(key)} bytes exceeds {MAX_KEY_LEN}")
             ops[blake3(key).digest()] = (key, value, blake3(value).digest())
         khs = sorted(ops)
         vhs = [ops[kh][2] for kh in khs]
-        _, old_root = self._root_slot(latest) if latest is not None else (None, None)
+        old_root = EMPTY if latest is None else self._root_slot(latest)[1]
         run = _Update(self, version, khs, vhs)
         new_root = run.update(old_root, 0, 0, len(khs))
         vbytes = keys.u64(version)
@@ -372,14 +423,17 @@ class StateTree:
                 rec = _VALUE_PRESENT + len(key).to_bytes(2, "big") + key + new_value
                 out.append((keys.STATE_VALUE + kh + vbytes, rec))
             stale_keys.append(kh)
-        out.append((keys.STATE_ROOT + vbytes, encode_root(new_root)))
+        out.append((keys.STATE_ROOT + vbytes, new_root))
         if run.stale or stale_keys:
             stale = [len(run.stale).to_bytes(4, "big")]
             stale.extend(nk[2:] for nk in run.stale)
             stale.extend(stale_keys)
             out.append((keys.STATE_STALE + vbytes, b"".join(stale)))
+        new_nodes = [(k, v) for k, v in run.writes if k[:2] == keys.STATE_NODE and v]
+        # Upper nodes first: if the cache fills up it keeps the hottest ones.
+        new_nodes.sort(key=lambda kv: kv[0][10])
         out.sort(key=lambda kv: kv[0])
-        staged = StagedVersion(version, new_root, out, run.cacheable, run.stale)
+        staged = StagedVersion(version, new_root, out, new_nodes, run.stale)
         self._pending = staged
         return staged
 
@@ -399,8 +453,8 @@ class StateTree:
 
     def prune(self, below_version: int) -> None:
         """Drop every version older than `below_version`; it and later ones stay
-        readable and provable. One batch per pruned stale record, so a crash
-        leaves a consistent (partly pruned) store."""
+        readable and provable. One batch per stale record, each also deleting the
+        root pointers it makes unreadable, so a crash leaves a consistent store."""
         latest = self.latest_version
         if latest is None:
             return
@@ -416,10 +470,10 @@ class StateTree:
             if raw is None:
                 continue
             batch = WriteBatch()
-            self._prune_record(v, raw, batch)
-            batch.delete(sk)
             for rk, _ in self.kv.iterate(keys.STATE_ROOT, stop=keys.state_root_key(v)):
                 batch.delete(rk)
+            self._prune_record(v, raw, batch)
+            batch.delete(sk)
             self.kv.write(batch, sync=True)
         batch = WriteBatch()
         for rk, _ in self.kv.iterate(keys.STATE_ROOT, stop=keys.state_root_key(below_version)):
@@ -428,25 +482,25 @@ class StateTree:
         self._refresh_bounds()
 
     def _prune_record(self, version: int, raw: bytes, batch: WriteBatch) -> None:
-        try:
-            count = int.from_bytes(raw[:4], "big")
-            pos = 4
-            for _ in range(count):
-                depth = raw[pos + 8]
-                end = pos + 9 + ((depth + 1) >> 1)
-                if end > len(raw):
-                    raise IndexError
-                batch.delete(keys.STATE_NODE + raw[pos:end])
-                pos = end
-        except IndexError:
-            raise self._corrupt(f"bad stale record at version {version}") from None
+        bad = self._corrupt(f"bad stale record at version {version}")
+        if len(raw) < 4:
+            raise bad
+        count = int.from_bytes(raw[:4], "big")
+        pos = 4
+        for _ in range(count):
+            if pos + 9 > len(raw):
+                raise bad
+            end = pos + 9 + ((raw[pos + 8] + 1) >> 1)
+            if end > len(raw):
+                raise bad
+            batch.delete(keys.STATE_NODE + raw[pos:end])
+            pos = end
         rest = raw[pos:]
         if len(rest) % HASH_LEN:
-            raise self._corrupt(f"bad stale record at version {version}")
+            raise bad
         vbytes = keys.u64(version)
         for i in range(0, len(rest), HASH_LEN):
-            kh = rest[i : i + HASH_LEN]
-            prefix = keys.STATE_VALUE + kh
+            prefix = keys.STATE_VALUE + rest[i : i + HASH_LEN]
             for k, _ in self.kv.iterate(prefix, stop=prefix + vbytes):
                 batch.delete(k)
             if self.kv.get(prefix + vbytes) == _VALUE_DELETED:
@@ -474,6 +528,8 @@ class StateTree:
             yield self._split_record(best)
 
     def _split_record(self, rec: bytes) -> tuple[bytes, bytes]:
+        if rec[:1] != _VALUE_PRESENT or len(rec) < 3:
+            raise self._corrupt("bad value record")
         klen = (rec[1] << 8) | rec[2]
         return rec[3 : 3 + klen], rec[3 + klen :]
 
@@ -481,7 +537,7 @@ class StateTree:
 class _Update:
     """One staging pass: recursive update of the tree over sorted key hashes."""
 
-    __slots__ = ("cacheable", "changed", "khs", "stale", "tree", "vbytes", "version", "vhs", "writes")
+    __slots__ = ("changed", "hexes", "khs", "stale", "tree", "vbytes", "version", "vhs", "writes")
 
     def __init__(
         self, tree: StateTree, version: int, khs: list[bytes], vhs: list[bytes | None]
@@ -490,28 +546,21 @@ class _Update:
         self.version = version
         self.vbytes = version.to_bytes(8, "big")
         self.khs = khs
+        self.hexes = [kh.hex() for kh in khs]
         self.vhs = vhs
         self.writes: list[tuple[bytes, bytes | None]] = []
-        self.cacheable: dict[bytes, Node] = {}
         self.stale: list[bytes] = []
         self.changed: list[int] = []
 
-    def _write(self, node: Node, kh: bytes, depth: int) -> Slot:
-        record, h = encode_node(node)
-        nk = keys.STATE_NODE + self.vbytes + encode_path(kh, depth)
-        self.writes.append((nk, record))
-        if depth <= CACHE_DEPTH:
-            self.cacheable[nk] = node
-        return (h, self.version)
-
-    def build(self, items: list[tuple[bytes, bytes]], depth: int) -> Slot:
-        """Subtree at `depth` holding exactly `items` (sorted (key hash, value hash))."""
+    def build(self, items: list[tuple[bytes, bytes]], depth: int) -> bytes:
+        """Slot of a new subtree at `depth` holding exactly `items` (sorted (key hash,
+        value hash) pairs)."""
         if not items:
-            return None
+            return EMPTY
         if len(items) == 1:
             kh, vh = items[0]
-            return (blake3(_LEAF + kh + vh).digest(), kh, vh)
-        node: Node = [None] * 16
+            return blake3(_LEAF + kh + vh).digest() + kh + vh
+        slots = [EMPTY] * 16
         start = 0
         n_items = len(items)
         while start < n_items:
@@ -519,16 +568,19 @@ class _Update:
             end = start + 1
             while end < n_items and _nibble(items[end][0], depth) == nib:
                 end += 1
-            node[nib] = self.build(items[start:end], depth + 1)
+            slots[nib] = self.build(items[start:end], depth + 1)
             start = end
-        return self._write(node, items[0][0], depth)
+        record, h = make_node(slots)
+        self.writes.append((keys.STATE_NODE + self.vbytes + encode_path(items[0][0], depth), record))
+        return h + self.vbytes
 
-    def update(self, slot: Slot, depth: int, lo: int, hi: int) -> Slot:
+    def update(self, slot: bytes, depth: int, lo: int, hi: int) -> bytes:
         """New slot for the subtree at `depth` after the ops khs[lo:hi]."""
         if lo == hi:
             return slot
         khs, vhs = self.khs, self.vhs
-        if slot is None:
+        size = len(slot)
+        if size == 0:
             items = []
             for i in range(lo, hi):
                 vh = vhs[i]
@@ -536,8 +588,8 @@ class _Update:
                     items.append((khs[i], vh))
                     self.changed.append(i)
             return self.build(items, depth)
-        if len(slot) == 3:
-            _, lk, lvh = slot
+        if size == LEAF_SLOT:
+            lk, lvh = slot[32:64], slot[64:96]
             items = []
             keep_old = True
             for i in range(lo, hi):
@@ -552,35 +604,34 @@ class _Update:
                     items.append((kh, vh))
                     self.changed.append(i)
             if keep_old:
-                if len(items) == 0:
+                if not items:
                     return slot
                 bisect.insort(items, (lk, lvh))
             elif len(items) == 1 and items[0] == (lk, lvh):
                 return slot
             return self.build(items, depth)
-        version: int = slot[1]
         path = encode_path(khs[lo], depth)
-        old = self.tree._load(version, path, True)
-        node = list(old)
-        changed = False
+        nk = keys.STATE_NODE + slot[32:40] + path
+        rec = self.tree._load_cached(nk)
+        hexes = self.hexes
+        changes: list[tuple[int, bytes]] = []
         i = lo
         while i < hi:
-            nib = _nibble(khs[i], depth)
+            c = hexes[i][depth]
             j = i + 1
-            while j < hi and _nibble(khs[j], depth) == nib:
+            while j < hi and hexes[j][depth] == c:
                 j += 1
-            child = old[nib]
+            nib = _HEX[c]
+            child = node_child(rec, nib)
             new = self.update(child, depth + 1, i, j)
-            if new is not child:
-                node[nib] = new
-                changed = True
+            if new != child:
+                changes.append((nib, new))
             i = j
-        if not changed:
+        if not changes:
             return slot
-        self.stale.append(keys.STATE_NODE + version.to_bytes(8, "big") + path)
-        present = [s for s in node if s is not None]
-        if not present:
-            return None
-        if len(present) == 1 and len(present[0]) == 3:
-            return present[0]  # type: ignore[no-any-return]
-        return self._write(node, khs[lo], depth)
+        self.stale.append(nk)
+        record, h, single_leaf = rewrite_node(rec, changes)
+        if not record:
+            return single_leaf
+        self.writes.append((keys.STATE_NODE + self.vbytes + path, record))
+        return h + self.vbytes

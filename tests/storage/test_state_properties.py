@@ -43,7 +43,7 @@ def flip(data: bytes, bit: int) -> bytes:
 
 @given(st.lists(block_st, min_size=1, max_size=8), st.integers(min_value=0, max_value=7))
 def test_model_agreement_across_versions(blocks: list[list[tuple[bytes, bytes | None]]], prune_at: int) -> None:
-    tree = StateTree(MemoryKV(), cache_nodes=8)
+    tree = StateTree(MemoryKV(), cache_bytes=4096)
     model: dict[bytes, bytes] = {}
     history: list[tuple[bytes, dict[bytes, bytes]]] = []
     for version, ops in enumerate(blocks):
