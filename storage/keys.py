@@ -21,7 +21,8 @@ Namespaces (the first byte says who owns the key, the second which family):
     I k  u8 len ‖ kind ‖ u64 height ‖ u32 index       tx hash             (chain/, node/)
     I g  u8 len ‖ name ‖ key                          caller's value      (generic indexes)
     V v  u64 height                       validator set in force at height
-    M m  u8 len ‖ name                    node metadata (single values)
+    M m  u8 len ‖ name                    node metadata (single values); "store" holds
+                                          the marker LevelKV writes when it creates a store
 
 Callers outside storage/ ask this module for keys and never build one themselves.
 """
@@ -51,6 +52,10 @@ TX_BY_KIND = b"Ik"
 GENERIC_INDEX = b"Ig"
 VALIDATORS = b"Vv"
 META = b"Mm"
+
+# Written when a LevelKV store is created; its absence on open means lost tables.
+STORE_MARKER_KEY = META + b"\x05store"
+STORE_MARKER = b"blackhole-store-v1"
 
 _U64 = struct.Struct(">Q")
 _U32 = struct.Struct(">I")

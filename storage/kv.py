@@ -27,7 +27,7 @@ from storage.errors import (
     StorageError,
     TruncatedDatabaseError,
 )
-from storage.keys import prefix_end
+from storage.keys import STORE_MARKER, STORE_MARKER_KEY, prefix_end
 
 
 class KV(Protocol):
@@ -141,6 +141,40 @@ _TABLE_MAGIC = struct.pack("<Q", 0xDB4775248B80FB57)
 _FOOTER_LEN = 48
 
 
+_LOG_BLOCK = 32768
+_LOG_HEADER = 7
+_FULL, _FIRST, _MIDDLE, _LAST = 1, 2, 3, 4
+
+
+def _manifest_cut_short(data: bytes) -> bool:
+    """True if the last record of a LevelDB log-format file (the MANIFEST) is cut
+    short. LevelDB itself reads such a tail as a clean end of file, so a truncated
+    manifest would silently forget the tables its lost records listed."""
+    pos, n = 0, len(data)
+    in_fragmented = False
+    while pos < n:
+        left_in_block = _LOG_BLOCK - pos % _LOG_BLOCK
+        if left_in_block < _LOG_HEADER:
+            pos += left_in_block
+            continue
+        if n - pos < _LOG_HEADER:
+            return any(data[pos:])
+        length = data[pos + 4] | (data[pos + 5] << 8)
+        kind = data[pos + 6]
+        if kind == 0 and length == 0:
+            # Zero padding (preallocated space): the rest of the block is unused.
+            pos += left_in_block
+            continue
+        if pos + _LOG_HEADER + length > n:
+            return True
+        if kind == _FIRST:
+            in_fragmented = True
+        elif kind in (_FULL, _LAST):
+            in_fragmented = False
+        pos += _LOG_HEADER + length
+    return in_fragmented
+
+
 def _check_files(path: str) -> None:
     """Structural checks LevelDB itself defers until a table is first read."""
     names = os.listdir(path)
@@ -156,8 +190,12 @@ def _check_files(path: str) -> None:
     manifest_path = os.path.join(path, manifest.strip().decode("ascii", "replace"))
     if not os.path.isfile(manifest_path):
         raise CorruptDatabaseError(path, f"CURRENT names a missing manifest {manifest_path}")
-    if os.path.getsize(manifest_path) == 0:
+    with open(manifest_path, "rb") as f:
+        manifest_data = f.read()
+    if not manifest_data:
         raise TruncatedDatabaseError(manifest_path, "manifest is empty")
+    if _manifest_cut_short(manifest_data):
+        raise TruncatedDatabaseError(manifest_path, "last manifest record is cut short")
     for name in names:
         if not name.endswith((".ldb", ".sst")):
             continue
@@ -175,13 +213,14 @@ def _check_files(path: str) -> None:
 def _translate(path: str, exc: BaseException) -> DatabaseError:
     import plyvel
 
-    text = str(exc)
+    arg = exc.args[0] if exc.args else exc
+    text = arg.decode("utf-8", "replace") if isinstance(arg, bytes) else str(arg)
     low = text.lower()
     if isinstance(exc, plyvel.CorruptionError) or "corruption" in low:
         if "truncated" in low or "too short" in low:
             return TruncatedDatabaseError(path, text)
         return CorruptDatabaseError(path, text)
-    if "lock" in low and ("unavailable" in low or "held" in low or "lock" in low):
+    if "lock" in low:
         return DatabaseLockedError(path, text)
     if "does not exist" in low or "no such file" in low:
         return MissingDatabaseError(path, text)
@@ -233,7 +272,28 @@ class LevelKV:
             )
         except plyvel.Error as exc:
             raise _translate(p, exc) from None
-        return cls(db, p)
+        kv = cls(db, p)
+        try:
+            kv._check_marker(create)
+        except BaseException:
+            kv.close()
+            raise
+        return kv
+
+    def _check_marker(self, create: bool) -> None:
+        """Every store we create holds a marker key; a store that lost it (tables
+        dropped, wrong directory) is refused instead of opening empty."""
+        marker = self.get(STORE_MARKER_KEY)
+        if marker == STORE_MARKER:
+            return
+        if marker is None and create and next(self.iterate(), None) is None:
+            batch = WriteBatch()
+            batch.put(STORE_MARKER_KEY, STORE_MARKER)
+            self.write(batch, sync=True)
+            return
+        if marker is None:
+            raise CorruptDatabaseError(self.path, "store marker missing: not a Blackhole store or its tables were lost")
+        raise CorruptDatabaseError(self.path, f"unknown store marker {marker!r}")
 
     def _closed(self) -> DatabaseClosedError:
         return DatabaseClosedError(f"database is closed: {self.path}")
