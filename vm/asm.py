@@ -43,6 +43,7 @@ from vm.program import (
     Constant,
     _parse_constants,
     decode_instructions,
+    encode_constants,
     encode_program,
     verify,
 )
@@ -141,6 +142,10 @@ def assemble(source: str, *, check: bool = True) -> bytes:
                     raise AssemblyError(number, "more than 255 constants")
                 const_names[name] = len(constants)
                 constants.append(value)
+                try:
+                    encode_constants(constants)
+                except VerifyError as err:
+                    raise AssemblyError(number, str(err)) from None
             else:
                 raise AssemblyError(number, f"unknown directive {directive!r}")
             continue

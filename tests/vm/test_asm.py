@@ -121,6 +121,8 @@ def test_disassemble_rejects_undecodable() -> None:
         ("CTX colour\nALLOW", 1, "not an integer or .equ"),
         ("PUSH1 0\nPUSH1 0 1\nALLOW", 2, "too many operands"),
         ("; only a comment", 0, "no instructions"),
+        (f".const a bytes 0x{'00' * 2000}\n.const b bytes 0x{'00' * 2100}\nPUSH1 0\nALLOW", 2,
+         "constant pool larger"),
         # Verification errors come back on the offending instruction's line.
         ("PUSH1 0\nPUSH1 1\nCTX seller\nADD\nALLOW", 4, "must be an integer"),
         ("PUSH1 0\nPUSH1 0", 2, "last instruction"),
