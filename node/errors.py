@@ -76,6 +76,8 @@ class InvalidRequest(RpcError):
 
     code = INVALID_REQUEST
     default_message = "Invalid Request"
+    request_id: Any = None
+    """The request's id when it could be read (echoed in the response), else None."""
 
 
 class MethodNotFound(RpcError):

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -34,7 +34,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from node import errors
 from node.config import RpcConfig, parse_host_port
-from node.errors import InvalidRequest, MethodNotFound, RpcError
+from node.errors import InternalError, InvalidRequest, MethodNotFound, RpcError
 from node.events import EventBus
 from node.jsonrpc import CallContext, Dispatcher, Registry, Result, encode, error_response
 
@@ -73,6 +73,11 @@ class ServerLimits:
     timeout_read: float = 10.0
     timeout_idle: float = 60.0
     timeout_write: float = 10.0
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            if getattr(self, f.name) <= 0:
+                raise ValueError(f"ServerLimits.{f.name} must be positive")
 
     @classmethod
     def from_config(cls, rpc: RpcConfig) -> ServerLimits:
@@ -280,6 +285,11 @@ class HttpConnection:
                 )
                 return
             except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return
+            except Exception:
+                # A bug of ours: the log gets the traceback, the client one clean 500.
+                log.exception("rpc request failed: remote=%s", self.remote)
+                await self._fail(500, InternalError())
                 return
             if not keep_going:
                 return

@@ -441,8 +441,8 @@ class Request:
 
 
 def parse_request(obj: Any) -> Request:
-    """Validate one request object; raises `InvalidRequest` carrying the id to echo
-    (in its data, as ``{"id": ...}``) when one could be read."""
+    """Validate one request object; raises `InvalidRequest` whose `request_id` is
+    the id to echo when one could be read."""
     if not isinstance(obj, dict):
         raise InvalidRequest("Invalid Request: a request must be a JSON object")
     req_id = obj.get("id")
@@ -471,7 +471,7 @@ def parse_request(obj: Any) -> Request:
 
 def _invalid(message: str, echo: Any) -> InvalidRequest:
     err = InvalidRequest(message)
-    err.echo_id = echo  # type: ignore[attr-defined]
+    err.request_id = echo
     return err
 
 
@@ -519,7 +519,7 @@ class Dispatcher:
         try:
             req = parse_request(obj)
         except InvalidRequest as e:
-            return error_response(e, getattr(e, "echo_id", None))
+            return error_response(e, e.request_id)
         try:
             result = await self.call(req.method, req.params, ctx)
         except RpcError as e:

@@ -225,3 +225,28 @@ async def test_server_stops_when_cancelled() -> None:
         nursery.cancel_scope.cancel()
     with pytest.raises(OSError):
         await trio.open_tcp_stream("127.0.0.1", srv.port)
+
+
+class BrokenCollector:
+    def describe(self) -> list[object]:
+        return []
+
+    def collect(self) -> list[object]:
+        raise RuntimeError("collector bug with a secret")
+
+
+async def test_bug_in_the_server_gets_a_clean_500(nursery: trio.Nursery, caplog: pytest.LogCaptureFixture) -> None:
+    srv = await start_server(nursery)
+
+    @srv.server.registry.method("crash")
+    def crash() -> None:
+        raise KeyError("secret")
+
+    r = await http(srv.port, get("/crash"))
+    assert (r.status, r.json()["error"]) == (500, {"code": -32603, "message": "Internal error"})
+    srv.metrics.registry.register(BrokenCollector())  # type: ignore[arg-type]
+    r = await http(srv.port, get("/metrics"))
+    assert r.status == 500
+    assert r.json()["error"] == {"code": -32603, "message": "Internal error"}
+    assert "secret" not in r.body.decode()
+    assert any("collector bug" in str(rec.exc_info[1]) for rec in caplog.records if rec.exc_info)
