@@ -55,7 +55,8 @@ def check_param_value(owner: str, f: dataclasses.Field[Any], value: Any) -> None
         raise InvalidParams(f"{name}: {value} is outside [{lo}, {hi}]")
 
 
-def _validate(obj: Any, owner: str) -> None:
+def validate_params(obj: Any, owner: str) -> None:
+    """Check every field of a parameter dataclass against its declared rule."""
     for f in dataclasses.fields(obj):
         check_param_value(owner, f, getattr(obj, f.name))
 
@@ -116,7 +117,7 @@ class ConsensusParams:
     """Most validators in an active set (the strongest by power, ties by pubkey)."""
 
     def __post_init__(self) -> None:
-        _validate(self, "consensus_params")
+        validate_params(self, "consensus_params")
 
     def timeout_ms(self, step: str, round_: int) -> int:
         """The timeout of ``step`` ("propose", "prevote", "precommit") in round ``round_``."""
@@ -191,4 +192,4 @@ class AppParams:
     """Share of a validator's stake burned for proven equivocation, in basis points."""
 
     def __post_init__(self) -> None:
-        _validate(self, "app_params")
+        validate_params(self, "app_params")

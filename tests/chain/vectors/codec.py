@@ -176,6 +176,46 @@ TYPES: dict[str, Any] = {
 }
 
 
+def genesis_vector_doc() -> Any:
+    """A small genesis (two validators, three accounts, one app-state record)."""
+    from chain.genesis import AppStateRecord, GenesisAccount, GenesisDoc, GenesisValidator
+    from chain.params import AppParams, ConsensusParams
+
+    keys = _keys()
+    return GenesisDoc.build(
+        chain_id=CHAIN_ID,
+        genesis_time_ms=1_767_225_600_123,
+        initial_height=5,
+        consensus_params=ConsensusParams(timeout_commit_ms=700, max_validators=10),
+        app_params=AppParams(min_fee=42),
+        validators=[
+            GenesisValidator(k.public_key.raw, 5 + i, f"v{i}") for i, k in enumerate(keys[:2])
+        ],
+        accounts=[GenesisAccount(k.public_key.raw, 1000 * (i + 1)) for i, k in enumerate(keys[1:])],
+        app_state=[AppStateRecord("test.record", b"\x91\x01")],
+    )
+
+
+def genesis_vector() -> dict[str, Any]:
+    """The genesis vector: JSON form, parameter names at the time, encoding and hash.
+
+    Parameters may only be appended, so the test re-derives the encoding with
+    the parameter arrays cut to the names recorded here.
+    """
+    import dataclasses
+
+    doc = genesis_vector_doc()
+    data = doc.encode()
+    return {
+        "type": "genesis",
+        "json": doc.to_dict(),
+        "consensus_param_names": [f.name for f in dataclasses.fields(doc.consensus_params)],
+        "app_param_names": [f.name for f in dataclasses.fields(doc.app_params)],
+        "hex": data.hex(),
+        "hash": doc.hash().hex(),
+    }
+
+
 def write_all() -> None:
     for kind, items in build_vectors().items():
         if kind not in TYPES:
@@ -186,6 +226,7 @@ def write_all() -> None:
         doc = {"type": kind, "chain_id": CHAIN_ID, "vectors": entries}
         (HERE / f"{kind}.json").write_text(json.dumps(doc, indent=1) + "\n")
     (HERE / "crypto.json").write_text(json.dumps(crypto_vectors(), indent=1) + "\n")
+    (HERE / "genesis.json").write_text(json.dumps(genesis_vector(), indent=1) + "\n")
 
 
 if __name__ == "__main__":
