@@ -19,10 +19,10 @@ from typing import Any
 from vm.errors import (
     REASON_INVALID_PROGRAM,
     REASON_NONE,
-    REASON_OUT_OF_GAS,
     REASON_ROYALTY_EXCEEDS_PRICE,
     ContextError,
     ExecutionError,
+    OutOfGas,
     UsageError,
     VerifyError,
 )
@@ -173,7 +173,7 @@ def evaluate(program: bytes | Program, ctx: Context, gas_limit: int, *,
             if gas < 0:
                 if i >= halt_at:
                     break
-                return Verdict(False, 0, REASON_OUT_OF_GAS, gas_limit)
+                raise OutOfGas(f"instruction {i} costs {cost}, {gas + cost} gas left")
             i = fn(stack, arg, i, env)
     except ExecutionError as err:
         return Verdict(False, 0, err.reason, gas_limit if err.burns_gas else gas_limit - gas)

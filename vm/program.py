@@ -28,6 +28,7 @@ offsets to indices), followed by two sentinel entries that mark ALLOW and DENY.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -181,7 +182,7 @@ def _parse_constants(data: bytes, start: int) -> tuple[Constant, ...]:
     return tuple(out)
 
 
-def encode_constants(constants: tuple[Constant, ...] | list[Constant]) -> bytes:
+def encode_constants(constants: Sequence[Constant]) -> bytes:
     """The canonical encoding of a constant pool (count byte first)."""
     if len(constants) > 255:
         raise VerifyError("more than 255 constants")
@@ -210,7 +211,7 @@ def encode_constants(constants: tuple[Constant, ...] | list[Constant]) -> bytes:
     return pool
 
 
-def encode_program(code: bytes, constants: tuple[Constant, ...] | list[Constant]) -> bytes:
+def encode_program(code: bytes, constants: Sequence[Constant]) -> bytes:
     """Assemble the container bytes (no verification of the code)."""
     if len(code) > MAX_CODE:
         raise VerifyError(f"code larger than {MAX_CODE} bytes")

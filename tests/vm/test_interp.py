@@ -226,3 +226,23 @@ def test_context_is_frozen_and_compares_by_value() -> None:
     assert make_ctx(buyer=SELLER) != make_ctx(buyer=BUYER)
     with pytest.raises(AttributeError):
         a.height = 5  # type: ignore[misc]
+
+
+def test_error_classes_carry_documented_reasons() -> None:
+    from vm import errors
+
+    table = {
+        errors.OutOfGas: (2, True),
+        errors.Overflow: (3, True),
+        errors.Underflow: (4, True),
+        errors.DivisionByZero: (5, True),
+        errors.MissingParam: (6, False),
+        errors.RoyaltyExceedsPrice: (7, False),
+    }
+    for cls, (reason, burns) in table.items():
+        assert issubclass(cls, errors.ExecutionError)
+        assert issubclass(cls, errors.VMError)
+        assert (cls.reason, cls.burns_gas) == (reason, burns)
+    for other in (errors.VerifyError, errors.AssemblyError, errors.ContextError, errors.UsageError):
+        assert issubclass(other, errors.VMError)
+        assert not issubclass(other, errors.ExecutionError)
