@@ -332,17 +332,44 @@ class LevelKV:
             raise self._closed()
         lo, hi = _bounds(prefix, start, stop)
         try:
-            it = db.iterator(start=lo, stop=hi, reverse=reverse, verify_checksums=True)
+            # The raw iterator checks LevelDB's status after every move; plyvel's
+            # high-level iterator ends silently when a block fails its checksum.
+            it = db.raw_iterator(verify_checksums=True)
         except Exception as exc:
             raise self._wrap(exc) from None
-        return self._guarded(it)
+        return self._walk(it, lo, hi, reverse)
 
-    def _guarded(self, it: Any) -> Iterator[tuple[bytes, bytes]]:
+    def _walk(
+        self, it: Any, lo: bytes, hi: bytes | None, reverse: bool
+    ) -> Iterator[tuple[bytes, bytes]]:
         try:
-            with it:
-                yield from it
+            if not reverse:
+                it.seek(lo)
+                while it.valid():
+                    k = it.key()
+                    if hi is not None and k >= hi:
+                        return
+                    yield k, it.value()
+                    it.next()
+            else:
+                if hi is None:
+                    it.seek_to_last()
+                else:
+                    it.seek(hi)
+                    if it.valid():
+                        it.prev()
+                    else:
+                        it.seek_to_last()
+                while it.valid():
+                    k = it.key()
+                    if k < lo:
+                        return
+                    yield k, it.value()
+                    it.prev()
         except Exception as exc:
             raise self._wrap(exc) from None
+        finally:
+            it.close()
 
     def write(self, batch: WriteBatch, *, sync: bool = False) -> None:
         db = self._db

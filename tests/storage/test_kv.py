@@ -60,7 +60,11 @@ def test_iterate_prefix_bounds_reverse(kv: KV) -> None:
     assert [k for k, _ in kv.iterate(b"\xff")] == [b"\xff\x00", b"\xff\x05", b"\xff\x09", b"\xff\xff"]
     got = list(kv.iterate(b"\x02", start=b"\x02\x05", stop=b"\x02\xff"))
     assert got == [(b"\x02\x05", b"\x05"), (b"\x02\x09", b"\x09")]
-    assert [k for k, _ in kv.iterate(b"\x02", reverse=True)][0] == b"\x02\xff"
+    assert next(k for k, _ in kv.iterate(b"\x02", reverse=True)) == b"\x02\xff"
+    assert [k for k, _ in kv.iterate(b"\xff", reverse=True)][:2] == [b"\xff\xff", b"\xff\x09"]
+    assert [k for k, _ in kv.iterate(b"\x01", start=b"\x01\x05", reverse=True)] == [
+        b"\x01\xff", b"\x01\x09", b"\x01\x05"
+    ]
     rev = [k for k, _ in kv.iterate(b"\x02", stop=b"\x02\x09", reverse=True)]
     assert rev == [b"\x02\x05", b"\x02\x00"]
     # start and stop outside the prefix are clamped to it
