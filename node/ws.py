@@ -306,11 +306,17 @@ class WsConnection:
                 code = hint.code if isinstance(hint, CloseConnection) else CLOSE_PROTOCOL
                 await self._close(code, f"protocol error: {e}")
                 return
+            except LocalProtocolError:  # data after the close handshake: nothing to answer
+                return
             try:
                 for event in events:
                     if isinstance(event, CloseConnection):
                         if self.ws.state is ConnectionState.REMOTE_CLOSING:
                             await self._send_event(event.response())
+                        elif self.ws.state is ConnectionState.OPEN:
+                            # wsproto reports a malformed frame as a close event
+                            # while the connection is still open: we close.
+                            await self._close(event.code, event.reason or "protocol error")
                         return
                     if isinstance(event, Ping):
                         await self._send_event(event.response())
