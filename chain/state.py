@@ -267,8 +267,16 @@ class State:
         return found
 
     def validator_set(self, height: int, overlay: Overlay | None = None) -> ValidatorSet:
-        """The validator set of `height` (known for heights up to latest + 2)."""
-        raw = (overlay.get if overlay is not None else self.tree.get)(sk.valset(height))
+        """The validator set of `height`: up to latest + 2, and past heights still retained."""
+        if overlay is not None:
+            raw = overlay.get(sk.valset(height))
+        elif height <= self.height:
+            try:
+                raw = self.tree.get(sk.valset(height), height)
+            except Exception as exc:  # storage's VersionError for a pruned height
+                raise StateError(f"the state of height {height} is not kept: {exc}") from exc
+        else:
+            raw = self.tree.get(sk.valset(height))
         if raw is None:
             raise StateError(f"no validator set stored for height {height}")
         return self.valset(raw)

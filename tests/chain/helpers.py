@@ -195,9 +195,11 @@ class TestChain:
 
     def sign_commit(self, block: Block) -> Commit:
         vset = self.state.validator_set(block.header.height)
-        by_pub = {k.public_key.raw: k for k in self.validator_keys}
+        by_pub = {k.public_key.raw: k for k in [*self.validator_keys, *self.users.values()]}
         votes = []
         for i, v in enumerate(vset.validators):
+            if v.pubkey not in by_pub:
+                continue
             vote = Vote(VoteType.PRECOMMIT, block.header.height, 0, block.hash(), block.header.time_ms + 1000, i)
             votes.append(vote.signed(by_pub[v.pubkey], CHAIN_ID))
         return Commit.from_votes(votes)
