@@ -146,33 +146,94 @@ _LOG_HEADER = 7
 _FULL, _FIRST, _MIDDLE, _LAST = 1, 2, 3, 4
 
 
-def _manifest_cut_short(data: bytes) -> bool:
-    """True if the last record of a LevelDB log-format file (the MANIFEST) is cut
-    short. LevelDB itself reads such a tail as a clean end of file, so a truncated
-    manifest would silently forget the tables its lost records listed."""
+class _ManifestFormatError(Exception):
+    """The manifest is not in the format this reader knows; LevelDB will judge it."""
+
+
+def _manifest_records(data: bytes) -> tuple[list[bytes], bool]:
+    """Records of a LevelDB log-format file (the MANIFEST), and whether the last one
+    is cut short. LevelDB itself reads a cut-short tail as a clean end of file, so a
+    truncated manifest would silently forget the tables its lost records listed."""
+    records: list[bytes] = []
+    pending: list[bytes] | None = None
     pos, n = 0, len(data)
-    in_fragmented = False
     while pos < n:
         left_in_block = _LOG_BLOCK - pos % _LOG_BLOCK
         if left_in_block < _LOG_HEADER:
             pos += left_in_block
             continue
         if n - pos < _LOG_HEADER:
-            return any(data[pos:])
+            return records, any(data[pos:])
         length = data[pos + 4] | (data[pos + 5] << 8)
         kind = data[pos + 6]
         if kind == 0 and length == 0:
-            # Zero padding (preallocated space): the rest of the block is unused.
-            pos += left_in_block
+            pos += left_in_block  # zero padding: the rest of the block is unused
             continue
-        if pos + _LOG_HEADER + length > n:
-            return True
-        if kind == _FIRST:
-            in_fragmented = True
-        elif kind in (_FULL, _LAST):
-            in_fragmented = False
-        pos += _LOG_HEADER + length
-    return in_fragmented
+        end = pos + _LOG_HEADER + length
+        if end > n:
+            return records, True
+        payload = data[pos + _LOG_HEADER : end]
+        if kind == _FULL:
+            records.append(payload)
+        elif kind == _FIRST:
+            pending = [payload]
+        elif kind in (_MIDDLE, _LAST) and pending is not None:
+            pending.append(payload)
+            if kind == _LAST:
+                records.append(b"".join(pending))
+                pending = None
+        else:
+            raise _ManifestFormatError(f"record type {kind}")
+        pos = end
+    return records, pending is not None
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        if pos >= len(data) or shift > 63:
+            raise _ManifestFormatError("bad varint")
+        b = data[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return result, pos
+        shift += 7
+
+
+def _live_tables(records: list[bytes]) -> dict[int, int]:
+    """File number -> size of every table the manifest's version edits leave live."""
+    live: dict[int, int] = {}
+    for rec in records:
+        pos = 0
+        while pos < len(rec):
+            tag, pos = _varint(rec, pos)
+            if tag == 1:  # comparator name
+                size, pos = _varint(rec, pos)
+                pos += size
+            elif tag in (2, 3, 4, 9):  # log number, next file, last sequence, prev log
+                _, pos = _varint(rec, pos)
+            elif tag == 5:  # compact pointer: level, internal key
+                _, pos = _varint(rec, pos)
+                size, pos = _varint(rec, pos)
+                pos += size
+            elif tag == 6:  # deleted file: level, number
+                _, pos = _varint(rec, pos)
+                number, pos = _varint(rec, pos)
+                live.pop(number, None)
+            elif tag == 7:  # new file: level, number, size, smallest, largest
+                _, pos = _varint(rec, pos)
+                number, pos = _varint(rec, pos)
+                size, pos = _varint(rec, pos)
+                for _ in range(2):
+                    klen, pos = _varint(rec, pos)
+                    pos += klen
+                live[number] = size
+            else:
+                raise _ManifestFormatError(f"version edit tag {tag}")
+            if pos > len(rec):
+                raise _ManifestFormatError("version edit overruns its record")
+    return live
 
 
 def _check_files(path: str) -> None:
@@ -194,19 +255,31 @@ def _check_files(path: str) -> None:
         manifest_data = f.read()
     if not manifest_data:
         raise TruncatedDatabaseError(manifest_path, "manifest is empty")
-    if _manifest_cut_short(manifest_data):
+    try:
+        records, cut_short = _manifest_records(manifest_data)
+        live = _live_tables(records)
+    except _ManifestFormatError:
+        return  # not a format we know: LevelDB's own checks decide
+    if cut_short:
         raise TruncatedDatabaseError(manifest_path, "last manifest record is cut short")
-    for name in names:
-        if not name.endswith((".ldb", ".sst")):
-            continue
-        file_path = os.path.join(path, name)
+    # Only tables the manifest lists are checked: a table a crash left half-written
+    # is not live and LevelDB deletes it on open.
+    for number, expected in sorted(live.items()):
+        for ext in (".ldb", ".sst"):
+            file_path = os.path.join(path, f"{number:06d}{ext}")
+            if os.path.exists(file_path):
+                break
+        else:
+            continue  # LevelDB reports missing tables itself
         with open(file_path, "rb") as f:
             f.seek(0, os.SEEK_END)
             size = f.tell()
-            if size < _FOOTER_LEN:
-                raise TruncatedDatabaseError(file_path, f"table file is {size} bytes")
+            if size != expected:
+                raise TruncatedDatabaseError(
+                    file_path, f"table file is {size} bytes, the manifest says {expected}"
+                )
             f.seek(size - len(_TABLE_MAGIC))
-            if f.read(len(_TABLE_MAGIC)) != _TABLE_MAGIC:
+            if size < _FOOTER_LEN or f.read(len(_TABLE_MAGIC)) != _TABLE_MAGIC:
                 raise TruncatedDatabaseError(file_path, "table file lost its footer")
 
 
