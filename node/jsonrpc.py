@@ -206,6 +206,26 @@ class Param:
         return InvalidParams(f"parameter '{self.name}' {what}", data)
 
 
+def paging_params(default: int, maximum: int) -> tuple[Param, Param]:
+    """The `page` (1-based) and `per_page` declarations of a paged method, bounded
+    by ``[rpc] page_size_default`` and ``page_size_max``; a larger per_page is a
+    -32602 naming the limit rather than a silent clamp."""
+    if not 1 <= default <= maximum:
+        raise ValueError("need 1 <= default page size <= maximum")
+    return (
+        Param("page", ParamType.INTEGER, "1-based page number.", required=False, default=1, minimum=1),
+        Param(
+            "per_page",
+            ParamType.INTEGER,
+            f"Items per page, at most {maximum}.",
+            required=False,
+            default=default,
+            minimum=1,
+            maximum=maximum,
+        ),
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Result:
     """The declared result of a method, for the OpenRPC document."""

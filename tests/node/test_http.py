@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 import trio
 
+from node.config import default_config
+from node.events import EventBus
+from node.http import RpcServer, serve
+from node.jsonrpc import Registry
 from tests.node.rpcclient import HttpReader, connect, get, http, post, start_server
 
 pytestmark = pytest.mark.trio
@@ -250,3 +255,17 @@ async def test_bug_in_the_server_gets_a_clean_500(nursery: trio.Nursery, caplog:
     assert r.json()["error"] == {"code": -32603, "message": "Internal error"}
     assert "secret" not in r.body.decode()
     assert any("collector bug" in str(rec.exc_info[1]) for rec in caplog.records if rec.exc_info)
+
+
+async def test_server_from_config(nursery: trio.Nursery) -> None:
+    cfg = default_config("/nonexistent")
+    rpc_cfg = dataclasses.replace(cfg.rpc, laddr="tcp://127.0.0.1:0", max_body_bytes=2000, max_batch_size=1)
+    server = RpcServer.from_config(rpc_cfg, Registry(), bus=EventBus())
+    assert server.limits.max_body_bytes == 2000 and server.host == "127.0.0.1"
+    port = await nursery.start(serve, server)
+    assert port == server.port != 0
+    assert (await http(port, get("/health"))).status == 200
+    assert (await http(port, post("[" + rpc("health") + "," + rpc("health") + "]"))).json()["error"]["code"] == -32600
+    assert (await http(port, post(b"x" * 2001))).status == 413
+    # metrics were not given: /metrics is a 404, not a crash
+    assert (await http(port, get("/metrics"))).status == 404

@@ -10,7 +10,16 @@ import pytest
 import trio
 
 from node.errors import NotFound, RpcError
-from node.jsonrpc import CallContext, Dispatcher, Method, Param, ParamType, Registry, Result
+from node.jsonrpc import (
+    CallContext,
+    Dispatcher,
+    Method,
+    Param,
+    ParamType,
+    Registry,
+    Result,
+    paging_params,
+)
 
 CTX = CallContext("http", "test")
 
@@ -264,3 +273,27 @@ def test_declaration_mistakes_are_caught_at_registration() -> None:
 
         class Bad(RpcError):
             code = -32500
+
+
+@pytest.mark.trio
+async def test_paging_params_are_bounded() -> None:
+    reg = Registry()
+
+    @reg.method("cards", params=paging_params(30, 100))
+    def cards(page: int, per_page: int) -> list[int]:
+        return [page, per_page]
+
+    d = Dispatcher(reg)
+
+    async def run(params: object) -> dict[str, object]:
+        out = await d.handle_bytes(req("cards", params), CTX)
+        assert out is not None
+        return json.loads(out)  # type: ignore[no-any-return]
+
+    assert (await run({}))["result"] == [1, 30]
+    assert (await run({"page": "3", "per_page": 100}))["result"] == [3, 100]
+    too_big = await run({"per_page": 101})
+    assert too_big["error"]["code"] == -32602 and "<= 100" in too_big["error"]["message"]  # type: ignore[index]
+    assert (await run({"page": 0}))["error"]["code"] == -32602  # type: ignore[index]
+    with pytest.raises(ValueError):
+        paging_params(200, 100)
