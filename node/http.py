@@ -20,7 +20,6 @@ briefly first, so that the client reads the response instead of a reset.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from http import HTTPStatus
@@ -37,8 +36,9 @@ from node.config import RpcConfig, parse_host_port
 from node.errors import InternalError, InvalidRequest, MethodNotFound, RpcError
 from node.events import EventBus
 from node.jsonrpc import CallContext, Dispatcher, Registry, Result, encode, error_response
+from node.log import get_logger
 
-log = logging.getLogger("blackhole.rpc")
+log = get_logger("rpc")
 
 JSON = "application/json"
 RECV_SIZE = 65536
@@ -255,6 +255,7 @@ class HttpConnection:
         self.stream = stream
         self.limits = server.limits
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self.limits.max_header_bytes)
+        self.last_status = 0
         try:
             host, port = stream.socket.getpeername()[:2]
             self.remote = f"{host}:{port}"
@@ -267,7 +268,7 @@ class HttpConnection:
                 keep_going = await self._cycle()
             except h11.RemoteProtocolError as e:
                 status = e.error_status_hint if e.error_status_hint >= 400 else 400
-                what = "request header block too large" if status == 431 else f"malformed HTTP: {e}"
+                what = "request header block too large" if status == 431 else f"malformed HTTP: {str(e)[:200]}"
                 await self._fail(status, InvalidRequest(f"Invalid Request: {what}"))
                 return
             except _Timeout:
@@ -288,7 +289,7 @@ class HttpConnection:
                 return
             except Exception:
                 # A bug of ours: the log gets the traceback, the client one clean 500.
-                log.exception("rpc request failed: remote=%s", self.remote)
+                log.exception("rpc request failed", remote=self.remote)
                 await self._fail(500, InternalError())
                 return
             if not keep_going:
@@ -344,7 +345,16 @@ class HttpConnection:
         body = await self._read_body(request, deadline)
         if conn.our_state is h11.SWITCHED_PROTOCOL:  # pragma: no cover
             return False
+        t0 = trio.current_time()
         upgraded = await self._route(request, body)
+        log.debug(
+            "http request",
+            remote=self.remote,
+            method=request.method.decode("latin-1"),
+            target=request.target[:200].decode("latin-1"),
+            status=self.last_status,
+            ms=round((trio.current_time() - t0) * 1000, 3),
+        )
         if upgraded:
             return False
         if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
@@ -389,12 +399,10 @@ class HttpConnection:
         content_type: str = JSON,
         headers: Iterable[tuple[str, str]] = (),
     ) -> None:
-        hdrs = [
-            ("content-type", content_type),
-            ("content-length", str(len(body))),
-            ("server", "blackhole"),
-            *headers,
-        ]
+        self.last_status = status
+        hdrs = [("server", "blackhole"), *headers]
+        if status != 204:  # RFC 9110: no Content-Length (nor body) on a 204
+            hdrs += [("content-type", content_type), ("content-length", str(len(body)))]
         out = self.conn.send(
             h11.Response(status_code=status, headers=hdrs, reason=HTTPStatus(status).phrase.encode())
         )
@@ -494,7 +502,7 @@ async def serve(server: RpcServer, *, task_status: Any = trio.TASK_STATUS_IGNORE
     until cancelled. Reports the bound port through `task_status`."""
     listeners = await trio.open_tcp_listeners(server.port, host=server.host)
     server.port = listeners[0].socket.getsockname()[1]
-    log.info("rpc server listening on %s:%d", server.host, server.port)
+    log.info("rpc server listening", host=server.host, port=server.port)
     async with trio.open_nursery() as nursery:
         task_status.started(server.port)
         await trio.serve_listeners(server.handle_stream, listeners, handler_nursery=nursery)

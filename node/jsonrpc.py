@@ -19,7 +19,6 @@ import base64
 import binascii
 import inspect
 import json
-import logging
 import math
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -34,8 +33,9 @@ from node.errors import (
     ParseError,
     RpcError,
 )
+from node.log import get_logger
 
-log = logging.getLogger("blackhole.rpc")
+log = get_logger("rpc")
 
 OPENRPC_VERSION = "1.2.6"
 MAX_ID_LENGTH = 256
@@ -571,7 +571,7 @@ class Dispatcher:
         except RpcError:
             raise
         except Exception:
-            log.exception("rpc handler failed: method=%s transport=%s", name, ctx.transport)
+            log.exception("rpc handler failed", method=name, transport=ctx.transport, remote=ctx.remote)
             raise InternalError() from None
         return value
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import logging
 from typing import TYPE_CHECKING, Any
 
 import h11
@@ -39,11 +38,12 @@ from wsproto.utilities import LocalProtocolError, RemoteProtocolError, generate_
 from node.errors import InvalidRequest, LimitExceeded
 from node.events import Subscriber
 from node.jsonrpc import CallContext, Param, ParamType, Registry, Result, encode
+from node.log import get_logger
 
 if TYPE_CHECKING:
     from node.http import HttpConnection
 
-log = logging.getLogger("blackhole.rpc.ws")
+log = get_logger("rpc")
 
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
@@ -176,6 +176,7 @@ async def serve_websocket(http: HttpConnection, request: h11.Request) -> bool:
             ("sec-websocket-accept", generate_accept_token(key).decode("ascii")),
         ],
     )
+    http.last_status = 101
     await http._send(http.conn.send(reply) or b"")
     trailing, _closed = http.conn.trailing_data
     ws = WsConnection(http, bytes(trailing))
@@ -271,7 +272,7 @@ class WsConnection:
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             cancel_scope.cancel()
         except (TypeError, ValueError):
-            log.exception("event could not be encoded as JSON")
+            log.exception("event could not be encoded as JSON", remote=self.http.remote)
             await self._close(CLOSE_INTERNAL, "internal error")
             cancel_scope.cancel()
 

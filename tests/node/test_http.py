@@ -52,7 +52,7 @@ async def test_post_json_rpc_and_keep_alive(nursery: trio.Nursery) -> None:
 async def test_notification_gets_204_and_batch_is_answered(nursery: trio.Nursery) -> None:
     srv = await start_server(nursery, max_body_bytes=10_000)
     r = await http(srv.port, post('{"jsonrpc":"2.0","method":"add","params":[1]}'))
-    assert r.status == 204 and r.body == b""
+    assert r.status == 204 and r.body == b"" and "content-length" not in r.headers
     r = await http(srv.port, post("[" + rpc("add", [1], 1) + "," + rpc("nope", None, 2) + "]"))
     assert [x.get("result") for x in r.json()] == [1, None]
     assert r.json()[1]["error"]["code"] == -32601
