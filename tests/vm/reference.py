@@ -28,6 +28,12 @@ FIELDS = ("height", "time_ms", "seller", "buyer", "price", "serial", "times_reso
           "acquired_height", "creator", "royalty_bps")
 
 
+def want_int(value: Any) -> int:
+    if type(value) is not int:
+        raise TypeError("integer operand expected: the verifier let a bad program through")
+    return value
+
+
 def run(program: vm.Program, ctx: vm.Context, limit: int, mode: int = 0) -> tuple[vm.Verdict, int]:
     """(verdict, instructions executed)."""
     instructions = program.instructions
@@ -57,11 +63,16 @@ def run(program: vm.Program, ctx: vm.Context, limit: int, mode: int = 0) -> tupl
             top, other = len(stack) - 1, len(stack) - 1 - imm
             stack[top], stack[other] = stack[other], stack[top]
         elif name == "NOT":
-            stack.append(int(stack.pop() == 0))
+            stack.append(int(want_int(stack.pop()) == 0))
         elif name in ("ADD", "SUB", "MUL", "DIV", "MOD", "MIN", "MAX", "EQ", "NE", "LT", "GT",
                       "LE", "GE", "AND", "OR"):
             b = stack.pop()
             a = stack.pop()
+            if name in ("EQ", "NE"):
+                if type(a) is not type(b):
+                    raise TypeError(f"{name} on {type(a).__name__} and {type(b).__name__}")
+            elif type(a) is not int or type(b) is not int:
+                raise TypeError(f"{name} on a byte string: the verifier let a bad program through")
             if name == "ADD":
                 if a + b > MAX:
                     return vm.Verdict(False, 0, 3, limit), steps
@@ -101,7 +112,7 @@ def run(program: vm.Program, ctx: vm.Context, limit: int, mode: int = 0) -> tupl
         elif name == "JUMP":
             pc = index_of[imm]
         elif name == "JUMPI":
-            if stack.pop() != 0:
+            if want_int(stack.pop()) != 0:
                 pc = index_of[imm]
         elif name == "CTX":
             stack.append(mode if imm == 10 else getattr(ctx, FIELDS[imm]))
@@ -114,9 +125,12 @@ def run(program: vm.Program, ctx: vm.Context, limit: int, mode: int = 0) -> tupl
         elif name == "INSET":
             members = program.constants[imm]
             assert isinstance(members, AddressSet)
-            stack.append(int(stack.pop() in members.members))
+            address = stack.pop()
+            if type(address) is not bytes:
+                raise TypeError("INSET on an integer: the verifier let a bad program through")
+            stack.append(int(address in members.members))
         elif name == "ALLOW":
-            royalty = stack.pop()
+            royalty = want_int(stack.pop())
             if mode == 1:
                 return vm.Verdict(True, 0, 0, limit - gas), steps
             if royalty > ctx.price:

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 import vm
 from tests.vm import reference
 from tests.vm.helpers import BUYER, CREATOR, SELLER
-from vm.errors import VerifyError
+from vm.errors import AssemblyError, VerifyError
 from vm.opcodes import CONTEXT_FIELDS, CONTEXT_TYPES
 from vm.program import MAGIC
 
@@ -202,7 +202,7 @@ def test_random_code_behind_a_valid_header(code: bytes, pool: bytes, ctx: vm.Con
     assert vm.assemble(vm.disassemble(program.raw)) == program.raw
 
 
-@settings(max_examples=300)
+@settings(max_examples=500)
 @given(sources(), contexts, limits)
 def test_random_verified_programs(source: str, ctx: vm.Context, limit: int) -> None:
     program = vm.verify(vm.assemble(source))  # the generator only builds valid programs
@@ -214,7 +214,7 @@ def test_random_verified_programs(source: str, ctx: vm.Context, limit: int) -> N
     assert vm.disassemble(vm.assemble(text)) == text
 
 
-@settings(max_examples=300)
+@settings(max_examples=600)
 @given(sources(), st.data(), contexts, limits)
 def test_mutated_programs(source: str, data: st.DataObject, ctx: vm.Context, limit: int) -> None:
     original = bytearray(vm.assemble(source))
@@ -231,3 +231,43 @@ def test_mutated_programs(source: str, data: st.DataObject, ctx: vm.Context, lim
     event("mutant verified")
     check_run(program, ctx, limit)
     assert vm.assemble(vm.disassemble(mutated)) == mutated
+
+
+SLOPPY = ["ADD", "SUB", "MUL", "EQ", "NE", "LT", "NOT", "AND", "POP", "DUP 1", "DUP 3",
+          "SWAP 1", "SWAP 2", "CTX seller", "CTX buyer", "CTX price", "PUSH1 1", "NPARAMS",
+          "ALLOW", "DENY 64", "JUMPI b0", "JUMP b0",
+          # Snippets that are well-formed but ill-typed with any stack below them:
+          "CTX seller\nCTX buyer\nADD\nPOP", "CTX seller\nNOT\nPOP",
+          "CTX seller\nPUSH1 1\nEQ\nPOP", "CTX seller\nJUMPI b0", "CTX buyer\nALLOW",
+          "CTX price\nCTX seller\nLT\nPOP", "POP\nPOP\nPOP"]
+
+
+@settings(max_examples=600)
+@given(sources(), st.data(), contexts, limits)
+def test_ill_typed_edits_are_rejected_or_run_safely(source: str, data: st.DataObject,
+                                                    ctx: vm.Context, limit: int) -> None:
+    """Valid programs with a few instructions replaced or inserted regardless of
+    the stack: this exercises the verifier's type and depth analysis (the byte
+    mutations above mostly break the encoding instead)."""
+    lines = source.splitlines()
+    first_code = sum(1 for line in lines if line.startswith("."))
+    for _ in range(data.draw(st.integers(1, 3))):
+        at = data.draw(st.integers(first_code, len(lines)))
+        edit = data.draw(st.sampled_from(SLOPPY))
+        if at < len(lines) and not lines[at].startswith(".") and not lines[at].endswith(":") \
+                and data.draw(st.booleans()):
+            lines[at] = edit
+        else:
+            lines.insert(at, edit)
+    try:
+        program_bytes = vm.assemble("\n".join(lines) + "\n", check=False)
+    except AssemblyError:
+        event("edit not assemblable")
+        return
+    try:
+        program = vm.verify(program_bytes)
+    except VerifyError:
+        event("edit rejected")
+        return
+    event("edit verified")
+    check_run(program, ctx, limit)
