@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from chain import types as ct
@@ -659,3 +659,56 @@ def test_block_time_ignores_a_faulty_minority() -> None:
     even = ct.ValidatorSet(tuple(ct.Validator(bytes([i + 1]) * 32, 1) for i in range(3)))
     assert ct.compute_block_time(_commit_with_times([0, 1000, 1001]), even, -1) == 1000
     assert ct.compute_block_time(_commit_with_times([1000, 1001, 10**12]), even, -1) == 1001
+
+
+proposals = st.integers(min_value=0, max_value=ct.MAX_ROUND).flatmap(
+    lambda r: st.builds(
+        ct.Proposal,
+        st.integers(min_value=1, max_value=2**63 - 1),
+        st.just(r),
+        st.integers(min_value=-1, max_value=r - 1),
+        hashes,
+        u63,
+        st.integers(min_value=0, max_value=ct.MAX_VALIDATOR_INDEX),
+        sigs,
+    )
+)
+
+
+@given(proposals)
+def test_proposal_round_trip(p: ct.Proposal) -> None:
+    assert ct.Proposal.decode_untrusted(p.encode()) == p
+
+
+@given(
+    st.lists(
+        st.tuples(hashes, st.integers(min_value=1, max_value=2**40)),
+        min_size=1,
+        max_size=20,
+        unique_by=lambda t: t[0],
+    )
+)
+def test_validator_set_round_trip(members: list[tuple[bytes, int]]) -> None:
+    vs = ct.ValidatorSet.from_unsorted(ct.Validator(pk, p) for pk, p in members)
+    assert ct.ValidatorSet.decode_untrusted(vs.encode()) == vs
+    assert vs.total_power == sum(p for _, p in members)
+    assert all(vs.index_of(pk) is not None for pk, _ in members)
+
+
+@given(votes, st.one_of(st.just(b""), hashes))
+def test_evidence_round_trip(v: ct.Vote, other_hash: bytes) -> None:
+    assume(other_hash != v.block_hash)
+    ev = ct.DuplicateVoteEvidence.from_votes(v, replace(v, block_hash=other_hash))
+    assert ct.DuplicateVoteEvidence.decode_untrusted(ev.encode()) == ev
+    assert ev.vote_a.block_hash < ev.vote_b.block_hash
+
+
+def test_vector_hashes_by_hand() -> None:
+    import blake3
+
+    for kind in ("header", "block"):
+        doc = json.loads((VECTOR_DIR / f"{kind}.json").read_text())
+        for entry in doc["vectors"]:
+            value = TYPES[kind].decode_untrusted(bytes.fromhex(entry["hex"]))
+            header = value if kind == "header" else value.header
+            assert value.hash() == blake3.blake3(header.encode()).digest()
