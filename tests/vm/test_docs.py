@@ -31,3 +31,8 @@ def test_context_field_table_matches_the_code() -> None:
 def test_stdlib_reasons_are_documented() -> None:
     for name, code in vm.stdlib.REASONS.items():
         assert f"{code} {name}" in DOC
+
+
+def test_documented_resale_bytes() -> None:
+    assert vm.stdlib.program("resale").hex() == "4248564d01000a4004400912022710135000"
+    assert "4248564d 01 000a  40 04  40 09  12  02 2710  13  50  00" in DOC
