@@ -45,6 +45,9 @@ MAX_GENESIS_FILE_BYTES: Final = 512 * 1024 * 1024
 #: Latest genesis time accepted (the year 9999).
 MAX_GENESIS_TIME_MS: Final = 253_402_300_799_999
 APP_STATE_KIND_PATTERN: Final = re.compile(r"[a-z][a-z0-9_.-]{0,31}")
+RFC3339_PATTERN: Final = re.compile(
+    r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})", re.ASCII
+)
 
 P = TypeVar("P", ConsensusParams, AppParams)
 
@@ -280,8 +283,11 @@ class GenesisDoc:
         return json.dumps(self.to_dict(), indent=2) + "\n"
 
     def dump(self, path: str | Path) -> None:
-        """Write the JSON form to ``path``."""
-        Path(path).write_text(self.to_json(), encoding="utf-8")
+        """Write the JSON form to ``path``; :class:`GenesisError` if it cannot be written."""
+        try:
+            Path(path).write_text(self.to_json(), encoding="utf-8")
+        except OSError as exc:
+            raise GenesisError("(file)", f"cannot write {path}: {exc.strerror or exc}") from exc
 
     @classmethod
     def from_dict(cls, obj: Any, *, template: bool = False) -> GenesisDoc:
@@ -410,15 +416,20 @@ def parse_time(field: str, value: Any) -> int:
     """RFC 3339 time with an explicit offset ("2026-01-01T00:00:00Z") to ms since the epoch."""
     if type(value) is not str:
         raise GenesisError(field, "expected an RFC 3339 time string such as 2026-01-01T00:00:00Z")
-    try:
-        when = dt.datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise GenesisError(field, f"{value!r} is not an RFC 3339 time") from exc
-    if when.tzinfo is None or "T" not in value:
-        raise GenesisError(field, f"{value!r} needs a date, a time and an offset (Z for UTC)")
-    delta = when - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-    if delta.microseconds % 1000:
+    m = RFC3339_PATTERN.fullmatch(value)
+    if m is None:
+        raise GenesisError(
+            field, f"{value!r} is not an RFC 3339 time with an offset, such as 2026-01-01T00:00:00Z"
+        )
+    base, frac, offset = m.group(1), m.group(2) or "", m.group(3)
+    if frac[3:].strip("0"):
         raise GenesisError(field, "precision finer than a millisecond")
+    iso = f"{base}.{(frac + '000')[:3]}{'+00:00' if offset == 'Z' else offset}"
+    try:
+        when = dt.datetime.fromisoformat(iso)
+    except ValueError as exc:
+        raise GenesisError(field, f"{value!r} is not a valid date and time") from exc
+    delta = when - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
     ms = (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
     _check_int(field, ms, 0, MAX_GENESIS_TIME_MS)
     return ms

@@ -31,7 +31,7 @@ import blake3
 from chain.crypto import PrivateKey
 from chain.errors import ChainError, GenesisError
 from chain.genesis import GenesisAccount, GenesisDoc, GenesisValidator
-from genesis.errors import OutputExistsError
+from genesis.errors import GenesisToolError, OutputExistsError
 from genesis.keyfile import write_key_file
 
 DEFAULT_POWER = 10
@@ -132,6 +132,8 @@ def generate_testnet(
     if type(non_validators) is not int or not 0 <= non_validators <= MAX_NODES - validators:
         raise GenesisError("non_validators", f"a testnet has at most {MAX_NODES} nodes")
     out = Path(output_dir)
+    if out.exists() and not out.is_dir():
+        raise OutputExistsError(f"{out} exists and is not a directory")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise OutputExistsError(f"{out} is not empty")
     template = template if template is not None else load_devnet_template()
@@ -153,19 +155,22 @@ def generate_testnet(
         balance=balance,
         names=names[:validators],
     )
-    out.mkdir(parents=True, exist_ok=True)
-    doc.dump(out / "genesis.json")
     nodes = []
-    for i in range(total):
-        home = out / names[i]
-        if home.exists() and overwrite:
-            shutil.rmtree(home)
-        (home / "config").mkdir(parents=True)
-        (home / "data").mkdir()
-        doc.dump(home / "config" / "genesis.json")
-        write_key_file(home / "config" / "priv_validator_key.json", val_keys[i])
-        write_key_file(home / "config" / "node_key.json", node_keys[i])
-        nodes.append(TestnetNode(names[i], home, val_keys[i], node_keys[i], i < validators))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        doc.dump(out / "genesis.json")
+        for i in range(total):
+            home = out / names[i]
+            if home.exists() and overwrite:
+                shutil.rmtree(home)
+            (home / "config").mkdir(parents=True)
+            (home / "data").mkdir()
+            doc.dump(home / "config" / "genesis.json")
+            write_key_file(home / "config" / "priv_validator_key.json", val_keys[i])
+            write_key_file(home / "config" / "node_key.json", node_keys[i])
+            nodes.append(TestnetNode(names[i], home, val_keys[i], node_keys[i], i < validators))
+    except OSError as exc:
+        raise GenesisToolError(f"cannot write the testnet under {out}: {exc}") from exc
     return Testnet(out, doc, tuple(nodes))
 
 

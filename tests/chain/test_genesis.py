@@ -362,10 +362,36 @@ def test_override_params() -> None:
         ("2026-01-01T00:00:00.123Z", 1_767_225_600_123),
         ("2026-01-01T01:00:00+01:00", 1_767_225_600_000),
         ("2026-01-01T00:00:00.5+00:00", 1_767_225_600_500),
+        ("2026-01-01T00:00:00.123000000Z", 1_767_225_600_123),
+        ("2025-12-31T19:00:00-05:00", 1_767_225_600_000),
     ],
 )
 def test_parse_time(text: str, ms: int) -> None:
     assert parse_time("t", text) == ms
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "20260101T000000Z",
+        "2026-01-01 00:00:00Z",
+        "2026-01-01T00:00:00z",
+        "2026-13-01T00:00:00Z",
+        "2026-01-01T00:00:00+25:00",
+        "2026-01-01T00:00:00.1234Z",
+        "\u0662026-01-01T00:00:00Z".encode().decode("unicode_escape"),
+        "2026-01-01T00:00Z",
+    ],
+)
+def test_parse_time_rejects(text: str) -> None:
+    with pytest.raises(GenesisError) as info:
+        parse_time("genesis_time", text)
+    assert info.value.field == "genesis_time"
+
+
+def test_dump_to_unwritable_path(tmp_path: Path) -> None:
+    with pytest.raises(GenesisError, match="cannot write"):
+        load(BASE).dump(tmp_path / "missing-dir" / "g.json")
 
 
 @given(st.integers(min_value=0, max_value=253_402_300_799_999))

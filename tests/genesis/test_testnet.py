@@ -12,7 +12,7 @@ import pytest
 from chain.errors import GenesisError
 from chain.genesis import GenesisDoc
 from chain.params import AppParams, ConsensusParams
-from genesis.errors import KeyFileError, OutputExistsError
+from genesis.errors import GenesisToolError, KeyFileError, OutputExistsError
 from genesis.keyfile import read_key_file, write_key_file
 from genesis.testnet import (
     DEFAULT_BALANCE,
@@ -75,6 +75,15 @@ def test_seeded_generation_is_deterministic_and_unseeded_is_not(tmp_path: Path) 
     b = generate_testnet(tmp_path / "b", validators=2, genesis_time_ms=T0, seed=b"s")
     c = generate_testnet(tmp_path / "c", validators=2, genesis_time_ms=T0)
     assert a.genesis.hash() == b.genesis.hash() != c.genesis.hash()
+
+
+def test_output_problems_are_typed_errors(tmp_path: Path) -> None:
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    with pytest.raises(OutputExistsError):
+        generate_testnet(a_file, validators=1, genesis_time_ms=T0)
+    with pytest.raises(GenesisToolError):
+        generate_testnet(a_file / "below", validators=1, genesis_time_ms=T0)
 
 
 def test_refuses_non_empty_output_unless_overwrite(tmp_path: Path) -> None:
