@@ -170,6 +170,7 @@ class _Conn:
     __slots__ = (
         "addr",
         "cids",
+        "drained",
         "error",
         "expected",
         "in_channels",
@@ -208,6 +209,7 @@ class _Conn:
         self.probe_at: float | None = None
         self.listen_port: int | None = None
         self.pex_answered = -math.inf
+        self.drained = trio.Event()
 
 
 class Host:
@@ -320,6 +322,26 @@ class Host:
         if conn is None or conn.state != "admitted":
             raise NotConnected(f"peer {format_peer_id(peer_id)[:16]} is not connected")
         return self._enqueue(conn, channel, encode_frame(frame))
+
+    async def send_wait(self, peer_id: PeerId, channel: int, frame: bytes) -> None:
+        """Like `send`, but waits while the peer's queue for `channel` is full.
+
+        For bulk transfers (block sync): the sender goes at the pace the peer
+        acknowledges instead of overflowing the queue. Raises `NotConnected`
+        if the peer goes away while we wait.
+        """
+        self._check_frame(channel, frame)
+        encoded = encode_frame(frame)
+        limit = self._specs[channel].queue_bytes
+        while True:
+            conn = self._peers.get(peer_id)
+            if conn is None or conn.state != "admitted":
+                raise NotConnected(f"peer {format_peer_id(peer_id)[:16]} is not connected")
+            if conn.queue.queued_bytes(channel) + len(encoded) <= limit:
+                self._enqueue(conn, channel, encoded)
+                await trio.lowlevel.checkpoint_if_cancelled()
+                return
+            await conn.drained.wait()
 
     def broadcast(self, channel: int, frame: bytes) -> int:
         """Send `frame` to every admitted peer (gossip); returns how many queued it.
@@ -528,6 +550,8 @@ class Host:
             data = conn.queue.take(channel, room)
             quic.send_stream_data(stream_id, data)
             sent[channel] += len(data)
+            conn.drained.set()
+            conn.drained = trio.Event()
 
     def _transmit(self, conn: _Conn, now: float, unsent: list[tuple[bytes, Address]]) -> None:
         sendto = self._sock.sendto
@@ -741,6 +765,7 @@ class Host:
         conn.timer = None
         self._detach(conn, now, event.reason_phrase or f"closed (code {event.error_code})")
         conn.state = "closing"
+        conn.drained.set()
         if not conn.ready.is_set():
             if conn.error is None:
                 conn.error = DialError(
@@ -765,6 +790,7 @@ class Host:
             return
         self._detach(conn, trio.current_time(), reason)
         conn.state = "closing"
+        conn.drained.set()
         conn.quic.close(error_code=code, reason_phrase=reason[:200])
         if not conn.ready.is_set():
             if conn.error is None:
