@@ -214,7 +214,7 @@ def test_random_verified_programs(source: str, ctx: vm.Context, limit: int) -> N
     assert vm.disassemble(vm.assemble(text)) == text
 
 
-@settings(max_examples=600)
+@settings(max_examples=400)
 @given(sources(), st.data(), contexts, limits)
 def test_mutated_programs(source: str, data: st.DataObject, ctx: vm.Context, limit: int) -> None:
     original = bytearray(vm.assemble(source))
@@ -242,7 +242,7 @@ SLOPPY = ["ADD", "SUB", "MUL", "EQ", "NE", "LT", "NOT", "AND", "POP", "DUP 1", "
           "CTX price\nCTX seller\nLT\nPOP", "POP\nPOP\nPOP"]
 
 
-@settings(max_examples=600)
+@settings(max_examples=400)
 @given(sources(), st.data(), contexts, limits)
 def test_ill_typed_edits_are_rejected_or_run_safely(source: str, data: st.DataObject,
                                                     ctx: vm.Context, limit: int) -> None:
