@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import random
+import re
 
 import pytest
 import trio
@@ -269,3 +272,33 @@ async def test_server_from_config(nursery: trio.Nursery) -> None:
     assert (await http(port, post(b"x" * 2001))).status == 413
     # metrics were not given: /metrics is a 404, not a crash
     assert (await http(port, get("/metrics"))).status == 404
+
+
+async def test_garbage_always_gets_an_http_answer_and_the_server_survives(nursery: trio.Nursery) -> None:
+    seed = int(os.environ.get("BLACKHOLE_TEST_SEED", random.randrange(1 << 32)))
+    rng = random.Random(seed)
+    srv = await start_server(nursery, timeout_read=0.3, timeout_idle=0.3, max_header_bytes=2048)
+    prefixes = [b"", b"GET / HTTP/1.1\r\n", b"POST / HTTP/1.1\r\nHost: x\r\n", b"GET /websocket HTTP/1.1\r\nHost: x\r\n"]
+    inputs = [rng.choice(prefixes) + rng.randbytes(rng.randrange(1, 3000)) for _ in range(24)]
+    answers: list[bytes] = [b""] * len(inputs)
+
+    async def one(i: int) -> None:
+        stream = await connect(srv.port)
+        async with stream:
+            await stream.send_all(inputs[i])
+            reader = HttpReader(stream)
+            await reader.closed(timeout=5)
+            answers[i] = bytes(reader.buf)
+
+    async with trio.open_nursery() as inner:
+        for i in range(len(inputs)):
+            inner.start_soon(one, i)
+    for i, ans in enumerate(answers):
+        # A prefix may parse as a valid request (h11 accepts bare \n line ends) and
+        # get its answer; whatever follows it must end in an HTTP error.
+        statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ", ans)
+        why = f"seed={seed} input={inputs[i][:80]!r} answer={ans[:200]!r}"
+        assert ans.startswith(b"HTTP/1.1 ") and statuses, why
+        assert int(statuses[-1]) >= 400, why
+        assert b"Traceback" not in ans, why
+    assert (await http(srv.port, get("/health"))).status == 200

@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from node.errors import NotFound, RpcError
 from node.jsonrpc import (
@@ -297,3 +299,36 @@ async def test_paging_params_are_bounded() -> None:
     assert (await run({"page": 0}))["error"]["code"] == -32602  # type: ignore[index]
     with pytest.raises(ValueError):
         paging_params(200, 100)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=20,
+)
+request_like = st.fixed_dictionaries(
+    {},
+    optional={
+        "jsonrpc": st.sampled_from(["2.0", "1.0", 2]),
+        "id": json_values,
+        "method": st.sampled_from(["add", "echo_async", "bytes_len", "flag", "boom", "nope", "rpc.discover"]) | json_values,
+        "params": json_values,
+    },
+)
+
+
+def check_response(resp: Any) -> None:
+    assert resp["jsonrpc"] == "2.0" and "id" in resp
+    assert ("result" in resp) != ("error" in resp)
+    if "error" in resp:
+        assert isinstance(resp["error"]["code"], int) and isinstance(resp["error"]["message"], str)
+
+
+@settings(max_examples=300)
+@given(st.one_of(st.binary(max_size=64), request_like.map(json.dumps), st.lists(request_like, max_size=4).map(json.dumps)))
+def test_any_input_gets_a_well_formed_answer_and_never_raises(body: bytes | str) -> None:
+    out = trio.run(call, body)
+    if out is None:
+        return
+    for resp in out if isinstance(out, list) else [out]:
+        check_response(resp)
