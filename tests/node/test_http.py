@@ -302,3 +302,19 @@ async def test_garbage_always_gets_an_http_answer_and_the_server_survives(nurser
         assert int(statuses[-1]) >= 400, why
         assert b"Traceback" not in ans, why
     assert (await http(srv.port, get("/health"))).status == 200
+
+
+async def test_header_block_growing_past_the_limit_in_pieces_gets_431(nursery: trio.Nursery) -> None:
+    srv = await start_server(nursery, max_header_bytes=2048)
+    stream = await connect(srv.port)
+    reader = HttpReader(stream)
+    async with stream:
+        await stream.send_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        for _ in range(10):  # no blank line yet: h11 sees an incomplete header block
+            try:
+                await stream.send_all(b"X-Pad: " + b"p" * 500 + b"\r\n")
+            except trio.BrokenResourceError:
+                break
+        r = await reader.read()
+        assert r.status == 431
+        assert r.json()["error"]["code"] == -32600
