@@ -169,6 +169,7 @@ class Metrics:
 class _Conn:
     __slots__ = (
         "addr",
+        "announced",
         "cids",
         "drained",
         "error",
@@ -210,6 +211,7 @@ class _Conn:
         self.listen_port: int | None = None
         self.pex_answered = -math.inf
         self.drained = trio.Event()
+        self.announced = False
 
 
 class Host:
@@ -296,8 +298,8 @@ class Host:
 
     @property
     def peers(self) -> list[PeerId]:
-        """Admitted peers now."""
-        return list(self._peers)
+        """Connected peers now (admitted by both sides)."""
+        return [p for p, c in self._peers.items() if c.announced]
 
     def is_banned(self, peer_id: PeerId) -> bool:
         return self._pm.is_banned(peer_id, trio.current_time())
@@ -363,7 +365,7 @@ class Host:
         """
         if self._closed:
             raise HostClosed("host is closed")
-        if peer_id in self._peers:
+        if peer_id in self.peers:
             return
         if peer_id == self.peer_id:
             raise LocalProtocolError("cannot connect to ourselves")
@@ -375,10 +377,16 @@ class Host:
         if not conn.ready.is_set():
             self._close(conn, CLOSE_NORMAL, "handshake timeout")
             conn.error = DialError(f"handshake with {addr} timed out")
-        if conn.error is not None and peer_id not in self._peers:
-            self._pm.on_dial_failed(peer_id, trio.current_time())
-            self._dial_wake.set()
-            raise conn.error
+        if conn.error is not None:
+            # refused as a duplicate: the peer may be connected over its own dial
+            other = self._peers.get(peer_id)
+            if other is not None and other is not conn:
+                with trio.move_on_after(limit):
+                    await other.ready.wait()
+            if peer_id not in self.peers:
+                self._pm.on_dial_failed(peer_id, trio.current_time())
+                self._dial_wake.set()
+                raise conn.error
         self._pm.dialing.discard(peer_id)
 
     def disconnect(self, peer_id: PeerId, reason: str = "closed by us") -> None:
@@ -411,10 +419,11 @@ class Host:
         """Block until these peers (or this many peers) are admitted; wrap in a timeout."""
         wanted: set[PeerId] | int = peer_ids if isinstance(peer_ids, int) else set(peer_ids)
         while True:
+            peers = set(self.peers)
             if isinstance(wanted, int):
-                if len(self._peers) >= wanted:
+                if len(peers) >= wanted:
                     return
-            elif wanted <= self._peers.keys():
+            elif wanted <= peers:
                 return
             await self._peers_changed.wait()
 
@@ -633,13 +642,11 @@ class Host:
         conn.state = "admitted"
         self._peers[peer_id] = conn
         self._pm.on_connected(peer_id, conn.outbound)
-        self.metrics.peers = len(self._peers)
-        self._notify_peers_changed()
-        self._emit(PeerConnected(peer_id, conn.addr, conn.outbound))
+        # The peer is announced when its HELLO arrives: it sends HELLO only
+        # after admitting us, so a dialer never reports a peer that refused it.
         self._send_pex(conn, pex.Hello(self.listen_address[1]))
         if conn.outbound:
             self._send_pex(conn, pex.Request())
-        conn.ready.set()
 
     def _is_stale(self, conn: _Conn, now: float) -> bool:
         return (
@@ -724,6 +731,11 @@ class Host:
             if conn.listen_port is not None:
                 raise RemoteProtocolError("second HELLO", reason="bad_pex")
             conn.listen_port = msg.listen_port
+            conn.announced = True
+            self.metrics.peers = sum(1 for c in self._peers.values() if c.announced)
+            self._notify_peers_changed()
+            self._emit(PeerConnected(peer_id, conn.addr, conn.outbound))
+            conn.ready.set()
         elif isinstance(msg, pex.Request):
             # answer at most one request per interval; extra requests are ignored
             if now - conn.pex_answered >= self.config.pex_interval:
@@ -780,10 +792,11 @@ class Host:
             return
         del self._peers[peer_id]
         self._pm.on_disconnected(peer_id, now)
-        self.metrics.peers = len(self._peers)
-        self._notify_peers_changed()
         self._dial_wake.set()
-        self._emit(PeerDisconnected(peer_id, reason))
+        if conn.announced:
+            self.metrics.peers = sum(1 for c in self._peers.values() if c.announced)
+            self._notify_peers_changed()
+            self._emit(PeerDisconnected(peer_id, reason))
 
     def _close(self, conn: _Conn, code: int, reason: str) -> None:
         if conn.state == "closing":
