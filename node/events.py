@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from node.errors import InvalidParams, LimitExceeded, NodeError
@@ -151,6 +151,9 @@ class Delivery:
     """The subscription id returned by `Subscriber.subscribe` (the query text)."""
     topic: str
     event: Mapping[str, Any]
+    memo: dict[str, Any] = field(default_factory=dict, compare=False)
+    """Shared by every delivery of one publication, so a transport can encode the
+    event once for all its subscribers (the WebSocket keeps its JSON here)."""
 
 
 class Subscriber:
@@ -264,12 +267,13 @@ class EventBus:
         if topic not in TOPICS:
             raise EventError(f"unknown topic {topic!r}")
         queued = 0
+        memo: dict[str, Any] = {}
         for sub in list(self._subscribers.values()):
             woke = False
             for sid, query in list(sub.queries.items()):
                 if not query.matches(topic, event):
                     continue
-                if not sub._offer(Delivery(sid, topic, event)):
+                if not sub._offer(Delivery(sid, topic, event, memo)):
                     self._detach(sub)
                     self.dropped_total += 1
                     if self.on_drop is not None:

@@ -249,20 +249,27 @@ class WsConnection:
                 await self.wake_event.wait()
                 self.wake_event = trio.Event()
                 for d in sub.pop_all():
-                    note = {
-                        "jsonrpc": "2.0",
-                        "method": "subscription",
-                        "params": {"subscription": d.subscription, "topic": d.topic, "event": d.event},
-                    }
-                    await self._send_event(TextMessage(data=encode(note).decode()))
+                    event_json = d.memo.get("json")
+                    if event_json is None:  # encoded once per publication
+                        event_json = d.memo["json"] = encode(d.event).decode()
+                    note = (
+                        '{"jsonrpc":"2.0","method":"subscription","params":{"subscription":'
+                        + encode(d.subscription).decode()
+                        + ',"topic":'
+                        + encode(d.topic).decode()
+                        + ',"event":'
+                        + event_json
+                        + "}}"
+                    )
+                    await self._send_event(TextMessage(data=note))
                 reason = sub.closed_reason
                 if reason is not None and reason != "closed":
-                    note = {
+                    dropped = {
                         "jsonrpc": "2.0",
                         "method": "subscription_dropped",
                         "params": {"reason": reason},
                     }
-                    await self._send_event(TextMessage(data=encode(note).decode()))
+                    await self._send_event(TextMessage(data=encode(dropped).decode()))
                     await self._close(CLOSE_POLICY, reason)
                     # The reader sees the client's answering close frame and ends
                     # the connection; a client that never answers gets this long.

@@ -123,3 +123,15 @@ def test_subscription_limits_and_unsubscribe() -> None:
 def test_publishing_an_unknown_topic_is_our_bug() -> None:
     with pytest.raises(EventError):
         EventBus().publish("Nope", {})
+
+
+def test_one_publication_shares_its_memo_across_subscribers() -> None:
+    bus = EventBus()
+    a, _ = new_sub(bus)
+    b, _ = new_sub(bus)
+    a.subscribe("NewBlock")
+    b.subscribe("NewBlock")
+    bus.publish("NewBlock", {"height": 1})
+    bus.publish("NewBlock", {"height": 2})
+    (a1, a2), (b1, b2) = a.pop_all(), b.pop_all()
+    assert a1.memo is b1.memo and a2.memo is b2.memo and a1.memo is not a2.memo
