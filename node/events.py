@@ -7,7 +7,9 @@ its `wake` callback. A subscriber whose buffer is full is not waited for: it is
 dropped on the spot (removed from the bus, `closed_reason` set, woken one last
 time) so that the transport can tell its client why and close. Order is kept per
 subscriber. Nothing here knows about trio or sockets; the WebSocket driver
-supplies `wake` and drains `pop_all`.
+supplies `wake` and drains `pop_all`. Call `publish` from the node's trio thread
+(the WebSocket's `wake` sets a `trio.Event`); from a worker thread use
+``trio.from_thread.run_sync(bus.publish, topic, event)``.
 
 Queries follow CometBFT's syntax, reduced to what the node needs::
 
