@@ -34,6 +34,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import itertools
+
 import msgpack
 
 import vm
@@ -85,6 +87,8 @@ from storage.state import StagedVersion, StateTree
 LANES = txm.LANE_NAMES
 BPS = 10_000
 _MISSING: Any = object()
+CACHE_ENTRIES = 400_000
+"""Committed state values State keeps in memory (about 100 MB at most)."""
 
 
 def _pack(obj: Any) -> bytes:
@@ -189,6 +193,8 @@ class BlockResult:
     fees: int
     burned: int
     """Stake burned by slashing in this block."""
+    writes: dict[bytes, bytes | None] = field(repr=False, compare=False)
+    """The block's state writes (None = deleted), to keep State's read cache current."""
 
 
 # --- the state handle -----------------------------------------------------
@@ -221,6 +227,8 @@ class State:
         self.genesis_time_ms = genesis_time_ms
         self.last_block_hash = last_block_hash
         self._valsets: dict[bytes, ValidatorSet] = {}
+        self._cache: dict[bytes, bytes | None] = {}
+        self._cache_version: int | None = None
         self.height = 0
         self.time_ms = 0
         self.reload()
@@ -245,13 +253,36 @@ class State:
             raise StateError("the state tree is not initialised: run init_state with the genesis first")
         meta = _unpack(raw)
         self.height, self.time_ms = meta[0], meta[1]
+        self._cache.clear()
+        self._cache_version = self.tree.latest_version
 
     def get(self, key: bytes, version: int | None = None) -> bytes | None:
         return self.tree.get(key, version)
 
     def new_overlay(self) -> Overlay:
         """An empty overlay over the latest version (a mempool keeps one between commits)."""
-        return Overlay(self.tree.get)
+        if self.tree.latest_version != self._cache_version:
+            self.reload()  # the store moved under us: drop the cache
+        return Overlay(self.cached_get)
+
+    def cached_get(self, key: bytes) -> bytes | None:
+        """Read the latest version through a bounded cache of committed values.
+
+        Hot keys (accounts above all) are read once and then kept current from
+        the writes of each committed block (mark_committed).
+        """
+        value = self._cache.get(key, _MISSING)
+        if value is _MISSING:
+            value = self.tree.get(key)
+            self._remember(key, value)
+        return value  # type: ignore[no-any-return]
+
+    def _remember(self, key: bytes, value: bytes | None) -> None:
+        cache = self._cache
+        if len(cache) >= CACHE_ENTRIES:
+            for old in list(itertools.islice(cache, CACHE_ENTRIES // 4)):
+                del cache[old]
+        cache[key] = value
 
     def valset(self, raw: bytes) -> ValidatorSet:
         """Decode a stored validator set (cached by its bytes)."""
@@ -283,6 +314,13 @@ class State:
 
     def mark_committed(self, result: BlockResult) -> None:
         """The node wrote `result.staged` (with the block): advance the handle."""
+        if result.height == self.height + 1 and self._cache_version == result.height - 1:
+            for key, value in result.writes.items():
+                self._remember(key, value)
+            self._cache_version = result.height
+        else:
+            self._cache.clear()
+            self._cache_version = None
         self.height = result.height
         self.time_ms = result.time_ms
         self.last_block_hash = result.block_hash
@@ -362,16 +400,14 @@ class Apply:
 
     # indexed sets (count, position -> member, member -> position)
 
-    def set_add(self, space: int, set_id: bytes, member: bytes) -> bool:
+    def set_add(self, space: int, set_id: bytes, member: bytes) -> None:
+        """Add a member the caller knows is absent (its own record says so)."""
         pos_key = sk.set_pos(space, set_id, member)
-        if self.ov.get(pos_key) is not None:
-            return False
         count_key = sk.set_count(space, set_id)
         n = self.get_int(count_key)
         self.ov.put(sk.set_item(space, set_id, n), member)
         self.ov.put(pos_key, sk.u64(n))
         self.put_int(count_key, n + 1)
-        return True
 
     def set_remove(self, space: int, set_id: bytes, member: bytes) -> bool:
         pos_key = sk.set_pos(space, set_id, member)
@@ -636,11 +672,10 @@ def apply_announce(ap: Apply, tx: txm.Tx, b: txm.Announce, tx_hash: bytes) -> No
         raise InvalidField(
             f"expiry height {b.expiry_height} is outside ({ap.height}, {ap.height + app.seeder_max_ttl}]"
         )
-    ap.put_record(
-        sk.seeder(b.content_root, tx.sender),
-        [list(b.addresses), [list(r) for r in b.ranges], b.expiry_height, ap.height],
-    )
-    ap.set_add(sk.S_SEEDERS_OF, b.content_root, tx.sender)
+    key = sk.seeder(b.content_root, tx.sender)
+    if ap.ov.get(key) is None:
+        ap.set_add(sk.S_SEEDERS_OF, b.content_root, tx.sender)
+    ap.put_record(key, [list(b.addresses), [list(r) for r in b.ranges], b.expiry_height, ap.height])
     ap.due_add(b.expiry_height, sk.due_seeder(b.content_root, tx.sender))
 
 
@@ -1201,6 +1236,7 @@ def apply_block(state: State, block: Block, *, verify_app_hash: bool = True, ver
         height=ap.height, block_hash=block.header.hash(), time_ms=ap.time_ms, app_hash=staged.root,
         staged=staged, tx_results=tuple(results), validator_updates=updates,
         removed_validators=removed, next_validators=next_set, fees=ap.fees, burned=ap.burned,
+        writes=ov.writes,
     )  # fmt: skip
 
 
