@@ -30,11 +30,10 @@ The only change of the total is the burn of slashed stake.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-
-import itertools
 
 import msgpack
 
