@@ -263,3 +263,34 @@ async def test_custom_channel_and_config_errors() -> None:
         await a.host.connect(b.id, b.addr)
         a.host.send(b.id, 40, b"chunk")
         await until(lambda: [e.frame for e in b.received(40)] == [b"chunk"])
+
+
+async def test_crashed_peer_redialling_replaces_its_stale_connection() -> None:
+    keys = sorted((NodeKey.generate() for _ in range(2)), key=lambda k: k.peer_id)
+    async with running(keys[0]) as a, running(keys[1]) as b:
+        # a (smaller id) dials b; then b "crashes": it forgets the connection
+        # without a goodbye and ignores a's packets from then on
+        await a.host.connect(b.id, b.addr)
+        await until(lambda: b.host.peers == [a.id])
+        for conn in list(b.host._conns):
+            b.host._conns.discard(conn)
+            b.host._peers.clear()
+            b.host._pm.connected.clear()
+            for cid in conn.cids:
+                b.host._by_cid.pop(cid, None)
+        # b dials a: crossing directions and the dialer (b) has the larger id, so a
+        # first refuses the duplicate and probes the old connection; when the probe
+        # stays unanswered, the next dial replaces it
+        attempts = 0
+        with trio.fail_after(10):
+            while True:
+                attempts += 1
+                try:
+                    await b.host.connect(a.id, a.addr)
+                    break
+                except DialError:
+                    await trio.sleep(0.1)
+        assert attempts > 1
+        await until(lambda: a.host.peers == [b.id] and a.host._peers[b.id].outbound is False)
+        b.host.send(a.id, BLOCKS, b"after crash")
+        await until(lambda: any(e.frame == b"after crash" for e in a.received(BLOCKS)))
