@@ -316,8 +316,9 @@ class LevelKV:
         path: str | os.PathLike[str],
         *,
         create: bool = False,
-        cache_mb: int = 32,
-        write_buffer_mb: int = 16,
+        cache_mb: int = 8,
+        write_buffer_mb: int = 8,
+        max_open_files: int = 128,
     ) -> LevelKV:
         """Open (or with `create=True` create) the database at `path`.
 
@@ -341,7 +342,7 @@ class LevelKV:
                 bloom_filter_bits=10,
                 lru_cache_size=cache_mb << 20,
                 write_buffer_size=write_buffer_mb << 20,
-                max_open_files=500,
+                max_open_files=max_open_files,
             )
         except plyvel.Error as exc:
             raise _translate(p, exc) from None

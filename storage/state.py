@@ -47,13 +47,14 @@ EMPTY = b""
 INTERNAL_SLOT = 40
 LEAF_SLOT = 96
 MAX_KEY_LEN = 0xFFFF
-DEFAULT_CACHE_BYTES = 64 << 20
+DEFAULT_CACHE_BYTES = 96 << 20
 
 _LEAF = b"\x00"
 _NODE = b"\x01"
 _VALUE_PRESENT = b"\x01"
 _VALUE_DELETED = b"\x00"
 _POP = tuple(bin(i).count("1") for i in range(1 << 16))
+_NODE_PREFIX = keys.STATE_NODE
 _HEX = {c: int(c, 16) for c in "0123456789abcdef"}
 
 
@@ -412,7 +413,7 @@ class StateTree:
         run = _Update(self, version, khs, vhs)
         new_root = run.update(old_root, 0, 0, len(khs))
         vbytes = keys.u64(version)
-        out = run.writes
+        out: list[tuple[bytes, bytes | None]] = list(run.nodes)
         stale_keys: list[bytes] = []
         for i in run.changed:
             kh = khs[i]
@@ -429,7 +430,7 @@ class StateTree:
             stale.extend(nk[2:] for nk in run.stale)
             stale.extend(stale_keys)
             out.append((keys.STATE_STALE + vbytes, b"".join(stale)))
-        new_nodes = [(k, v) for k, v in run.writes if k[:2] == keys.STATE_NODE and v]
+        new_nodes = run.nodes
         # Upper nodes first: if the cache fills up it keeps the hottest ones.
         new_nodes.sort(key=lambda kv: kv[0][10])
         out.sort(key=lambda kv: kv[0])
@@ -537,7 +538,7 @@ class StateTree:
 class _Update:
     """One staging pass: recursive update of the tree over sorted key hashes."""
 
-    __slots__ = ("changed", "hexes", "khs", "stale", "tree", "vbytes", "version", "vhs", "writes")
+    __slots__ = ("changed", "hexes", "khs", "nodes", "stale", "tree", "vbytes", "version", "vhs")
 
     def __init__(
         self, tree: StateTree, version: int, khs: list[bytes], vhs: list[bytes | None]
@@ -548,7 +549,7 @@ class _Update:
         self.khs = khs
         self.hexes = [kh.hex() for kh in khs]
         self.vhs = vhs
-        self.writes: list[tuple[bytes, bytes | None]] = []
+        self.nodes: list[tuple[bytes, bytes]] = []
         self.stale: list[bytes] = []
         self.changed: list[int] = []
 
@@ -571,7 +572,7 @@ class _Update:
             slots[nib] = self.build(items[start:end], depth + 1)
             start = end
         record, h = make_node(slots)
-        self.writes.append((keys.STATE_NODE + self.vbytes + encode_path(items[0][0], depth), record))
+        self.nodes.append((_NODE_PREFIX + self.vbytes + encode_path(items[0][0], depth), record))
         return h + self.vbytes
 
     def update(self, slot: bytes, depth: int, lo: int, hi: int) -> bytes:
@@ -611,16 +612,68 @@ class _Update:
                 return slot
             return self.build(items, depth)
         path = encode_path(khs[lo], depth)
-        nk = keys.STATE_NODE + slot[32:40] + path
-        rec = self.tree._load_cached(nk)
+        nk = _NODE_PREFIX + slot[32:40] + path
+        tree = self.tree
+        rec = tree._cache.get(nk)
+        if rec is None:
+            rec = tree._load_cached(nk)
+        hexes = self.hexes
+        first = hexes[lo][depth]
+        if first != hexes[hi - 1][depth]:
+            return self._update_many(slot, nk, rec, path, depth, lo, hi)
+        # One child changes (the common case below the top levels): splice it in.
+        nib = _HEX[first]
+        bit = 1 << nib
+        bm = (rec[0] << 8) | rec[1]
+        lm = (rec[2] << 8) | rec[3]
+        xs = 4 + 32 * _POP[bm]
+        i = _POP[bm & (bit - 1)]
+        li = _POP[lm & (bit - 1)]
+        h_at = 4 + 32 * i
+        x_at = xs + 8 * (i - li) + 64 * li
+        if bm & bit:
+            x_end = x_at + (64 if lm & bit else 8)
+            h_end = h_at + 32
+            child = rec[h_at:h_end] + rec[x_at:x_end]
+        else:
+            h_end, x_end = h_at, x_at
+            child = EMPTY
+        new = self.update(child, depth + 1, lo, hi)
+        if new == child:
+            return slot
+        self.stale.append(nk)
+        if new:
+            nbm = bm | bit
+            nlm = lm | bit if len(new) == LEAF_SLOT else lm & ~bit
+            hs = rec[4:h_at] + new[:32] + rec[h_end:xs]
+            extras = rec[xs:x_at] + new[32:] + rec[x_end:]
+        else:
+            nbm = bm & ~bit
+            nlm = lm & ~bit
+            if nbm == 0:
+                return EMPTY
+            hs = rec[4:h_at] + rec[h_end:xs]
+            extras = rec[xs:x_at] + rec[x_end:]
+        if nlm == nbm and _POP[nbm] == 1:
+            return hs + extras
+        head = bytes((nbm >> 8, nbm & 0xFF))
+        self.nodes.append((_NODE_PREFIX + self.vbytes + path, head + bytes((nlm >> 8, nlm & 0xFF)) + hs + extras))
+        return blake3(_NODE + head + hs).digest() + self.vbytes
+
+    def _update_many(
+        self, slot: bytes, nk: bytes, rec: bytes, path: bytes, depth: int, lo: int, hi: int
+    ) -> bytes:
         hexes = self.hexes
         changes: list[tuple[int, bytes]] = []
         i = lo
         while i < hi:
             c = hexes[i][depth]
-            j = i + 1
-            while j < hi and hexes[j][depth] == c:
-                j += 1
+            if hi - i > 24:
+                j = bisect.bisect_right(hexes, hexes[i][: depth + 1] + "g", i, hi)
+            else:
+                j = i + 1
+                while j < hi and hexes[j][depth] == c:
+                    j += 1
             nib = _HEX[c]
             child = node_child(rec, nib)
             new = self.update(child, depth + 1, i, j)
@@ -633,5 +686,5 @@ class _Update:
         record, h, single_leaf = rewrite_node(rec, changes)
         if not record:
             return single_leaf
-        self.writes.append((keys.STATE_NODE + self.vbytes + path, record))
+        self.nodes.append((_NODE_PREFIX + self.vbytes + path, record))
         return h + self.vbytes
