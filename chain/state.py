@@ -1270,6 +1270,10 @@ class GenesisState:
     records: tuple[tuple[bytes, bytes], ...]
     """Raw (state key, value) pairs of chain.statekeys (cards, feeds, seeders, keys, ...)."""
 
+    def app_state(self) -> tuple[tuple[str, bytes], ...]:
+        """The records as genesis app-state (kind, data) pairs (genesis.fork.build_genesis takes them)."""
+        return tuple((STATE_RECORD_KIND, _pack([k, v])) for k, v in self.records)
+
 
 def build_genesis_state(
     tree: StateTree,
@@ -1315,17 +1319,36 @@ def build_genesis_state(
     return tree.apply(initial_height - 1, puts, ())
 
 
+STATE_RECORD_KIND = "state"
+"""Kind of a genesis app-state record carrying one raw state record: data = pack([key, value])."""
+
+
+def decode_app_state(records: Iterable[Any]) -> list[tuple[bytes, bytes]]:
+    """The raw (key, value) pairs of genesis app-state records; GenesisError names a bad one."""
+    from chain.encoding import take_array, take_bytes, unpack_untrusted
+    from chain.errors import GenesisError
+
+    out = []
+    for i, rec in enumerate(records):
+        if rec.kind != STATE_RECORD_KIND:
+            raise GenesisError(f"app_state[{i}].kind", f"unknown record kind {rec.kind!r} (known: {STATE_RECORD_KIND!r})")
+        try:
+            pair = take_array(unpack_untrusted(rec.data, len(rec.data) or 1), "record", 2)
+            out.append((take_bytes(pair[0], "key", max_len=0xFFFF), take_bytes(pair[1], "value")))
+        except DecodeError as exc:
+            raise GenesisError(f"app_state[{i}].data", str(exc)) from exc
+    return out
+
+
 def init_state(tree: StateTree, genesis_doc: Any) -> bytes:
-    """Build the genesis version from a chain.genesis.GenesisDoc; returns the app hash."""
-    state = genesis_doc.app_state
-    records = () if state is None else tuple(state)
+    """Build version initial_height - 1 from a chain.genesis.GenesisDoc; returns the app hash."""
     return build_genesis_state(
         tree,
         initial_height=genesis_doc.initial_height,
         genesis_time_ms=genesis_doc.genesis_time_ms,
         accounts=((a.address, a.balance) for a in genesis_doc.accounts),
         validators=((v.pubkey, v.power) for v in genesis_doc.validators),
-        records=records,
+        records=decode_app_state(genesis_doc.app_state),
     )
 
 
