@@ -32,6 +32,7 @@ import logging
 import math
 import socket
 import ssl
+from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 
@@ -240,8 +241,13 @@ class Host:
         self._dial_wake = trio.Event()
         self._peers_changed = trio.Event()
         self._closed = False
-        self._backlog: list[Event] = []
-        self._inbox_send, self._inbox_recv = trio.open_memory_channel[Event](config.inbox_size)
+        # Events go to the application in one batch per driver turn: one
+        # channel operation (one scheduler round) per turn, not per frame.
+        self._outbox: list[Event] = []
+        self._ready: deque[Event] = deque()
+        self._undelivered = 0
+        self._taken = trio.Event()
+        self._inbox_send, self._inbox_recv = trio.open_memory_channel[list[Event]](math.inf)
         self._client_cfg = self._quic_config(is_client=True)
         self._server_cfg = self._quic_config(is_client=False)
         self._ping_uid = 0
@@ -281,6 +287,10 @@ class Host:
                 conn.quic.close(error_code=CLOSE_NORMAL, reason_phrase="shutdown")
                 conn.state = "closing"
             self._transmit(conn, now, [])
+        if self._outbox:
+            with contextlib.suppress(trio.ClosedResourceError):
+                self._inbox_send.send_nowait(self._outbox)
+            self._outbox = []
         self._inbox_send.close()
 
     # -- public API ----------------------------------------------------------------
@@ -404,16 +414,33 @@ class Host:
             self._close(conn, CLOSE_PROTOCOL, f"violation: {reason}")
 
     async def events(self) -> AsyncIterator[Event]:
-        """Connect, disconnect and frame events, in arrival order; ends when the host closes."""
-        async for event in self._inbox_recv:
+        """Connect, disconnect and frame events, in arrival order; ends when the host closes.
+
+        Consume it in a task of its own: while more than `inbox_size` events
+        wait, the driver waits too (frames on DROP channels are dropped instead).
+        """
+        while True:
+            try:
+                event = await self.next_event()
+            except HostClosed:
+                return
             yield event
 
     async def next_event(self) -> Event:
-        """The next event; raises `HostClosed` after shutdown."""
-        try:
-            return await self._inbox_recv.receive()
-        except (trio.EndOfChannel, trio.ClosedResourceError) as exc:
-            raise HostClosed("host is closed") from exc
+        """The next event; raises `HostClosed` after shutdown.
+
+        Events of one driver turn arrive together: only the first of a batch waits.
+        """
+        if not self._ready:
+            try:
+                batch = await self._inbox_recv.receive()
+            except (trio.EndOfChannel, trio.ClosedResourceError) as exc:
+                raise HostClosed("host is closed") from exc
+            self._ready.extend(batch)
+            self._undelivered -= len(batch)
+            self._taken.set()
+            self._taken = trio.Event()
+        return self._ready.popleft()
 
     async def wait_for_peers(self, peer_ids: Iterable[PeerId] | int) -> None:
         """Block until these peers (or this many peers) are admitted; wrap in a timeout."""
@@ -456,8 +483,14 @@ class Host:
 
     def _mark_dirty(self, conn: _Conn) -> None:
         self._dirty.add(conn)
-        if self._wake_scope is not None:
-            self._wake_scope.cancel()
+        self._wake()
+
+    def _wake(self) -> None:
+        # end the driver's wait; it then runs one turn for everything queued meanwhile
+        scope = self._wake_scope
+        if scope is not None:
+            self._wake_scope = None
+            scope.cancel()
 
     # -- the driver loop ------------------------------------------------------------
 
@@ -465,7 +498,7 @@ class Host:
         sock = self._sock
         recv = sock.recvfrom
         while True:
-            if not self._dirty:
+            if not self._dirty and not self._outbox:
                 deadline = min(
                     (c.timer for c in self._conns if c.timer is not None), default=math.inf
                 )
@@ -503,8 +536,8 @@ class Host:
                 self._transmit(conn, now, unsent)
             if unsent:
                 await self._send_blocked(unsent)
-            if self._backlog:
-                await self._deliver_backlog()
+            if self._outbox:
+                await self._deliver()
 
     def _on_datagram(self, data: bytes, addr: Address, now: float) -> _Conn | None:
         self.metrics.datagrams_received += 1
@@ -704,24 +737,21 @@ class Host:
             if not self._seen.observe(msg_id, peer_id, now):
                 self.metrics.gossip_duplicates += 1
                 return
-            targets = compute_forward_targets(self._peers, self._seen.senders(msg_id))
+            targets = (
+                compute_forward_targets(self._peers, self._seen.senders(msg_id))
+                if len(self._peers) > 1 else ()
+            )
             if targets:
                 encoded = encode_frame(frame)
                 for target in targets:
                     self._enqueue(self._peers[target], channel, encoded)
-        event = Received(peer_id, channel, frame)
-        if self._backlog:
-            self._backlog.append(event)
+        if (
+            spec.overflow is Overflow.DROP
+            and self._undelivered + len(self._outbox) >= self.config.inbox_size
+        ):
+            self.metrics.frames_dropped[channel] += 1
             return
-        try:
-            self._inbox_send.send_nowait(event)
-        except trio.WouldBlock:
-            if spec.overflow is Overflow.DROP:
-                self.metrics.frames_dropped[channel] += 1
-            else:
-                self._backlog.append(event)
-        except trio.ClosedResourceError:
-            pass
+        self._outbox.append(Received(peer_id, channel, frame))
 
     def _on_pex(self, conn: _Conn, msg: pex.PexMessage, now: float) -> None:
         peer_id = conn.peer_id
@@ -812,25 +842,20 @@ class Host:
         self._mark_dirty(conn)
 
     def _emit(self, event: Event) -> None:
-        if self._backlog:
-            self._backlog.append(event)
-            return
-        try:
-            self._inbox_send.send_nowait(event)
-        except trio.WouldBlock:
-            self._backlog.append(event)
-        except trio.ClosedResourceError:
-            pass
+        self._outbox.append(event)
+        self._wake()
 
-    async def _deliver_backlog(self) -> None:
+    async def _deliver(self) -> None:
+        batch, self._outbox = self._outbox, []
+        try:
+            self._inbox_send.send_nowait(batch)
+        except trio.ClosedResourceError:
+            return
+        self._undelivered += len(batch)
         # The application is behind: wait for it (QUIC input stalls meanwhile,
         # which is the backpressure a slow consumer should feel).
-        while self._backlog:
-            event = self._backlog.pop(0)
-            try:
-                await self._inbox_send.send(event)
-            except (trio.ClosedResourceError, trio.BrokenResourceError):
-                self._backlog.clear()
+        while self._undelivered > self.config.inbox_size:
+            await self._taken.wait()
 
     def _notify_peers_changed(self) -> None:
         self._peers_changed.set()
