@@ -318,7 +318,7 @@ class LevelKV:
         create: bool = False,
         cache_mb: int = 8,
         write_buffer_mb: int = 8,
-        max_open_files: int = 128,
+        max_open_files: int = 1000,
     ) -> LevelKV:
         """Open (or with `create=True` create) the database at `path`.
 

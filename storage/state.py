@@ -9,7 +9,7 @@ Theory of operation (docs/storage.md has the long form):
   of updates. Hashes are those of storage.proof.
 * Internal nodes are immutable records keyed by (version written, nibble path).
   A child is referenced by its hash and version (internal) or held inline as
-  (leaf hash, key hash, value hash) (leaf), so updating a key rewrites only the
+  (leaf hash, key hash) (leaf), so updating a key rewrites only the
   internal nodes on its path and no separate leaf records exist.
 * A version is one write batch: the new nodes, one root pointer, the value records
   of the keys that changed, and one "stale" record listing the nodes this version
@@ -36,16 +36,17 @@ from storage.kv import KV, WriteBatch
 from storage.proof import EMPTY_ROOT, HASH_LEN, Proof
 
 # A child slot is one bytes object: b"" (no child), hash ‖ u64 version (40 bytes, an
-# internal node) or leaf hash ‖ key hash ‖ value hash (96 bytes, a leaf).
+# internal node) or leaf hash ‖ key hash (64 bytes, a leaf; the value hash is in the
+# value index).
 #
 # A node record is u16 bitmap ‖ u16 leaf bitmap ‖ the hashes of its children ‖ their
-# extras (u64 version or key hash ‖ value hash), both in nibble order. The hashes sit
+# extras (u64 version or key hash), both in nibble order. The hashes sit
 # side by side so that the node hash is one slice of the record and a proof level is
 # two; a rewrite copies the unchanged runs of the old record as slices.
 
 EMPTY = b""
 INTERNAL_SLOT = 40
-LEAF_SLOT = 96
+LEAF_SLOT = 64
 MAX_KEY_LEN = 0xFFFF
 DEFAULT_CACHE_BYTES = 96 << 20
 
@@ -80,7 +81,7 @@ def check_node(rec: bytes) -> None:
     if bm == 0 or lm & ~bm:
         raise ValueError("node bitmaps inconsistent")
     cnt, leaves = _POP[bm], _POP[lm]
-    if len(rec) != 4 + 32 * cnt + 8 * (cnt - leaves) + 64 * leaves:
+    if len(rec) != 4 + 32 * cnt + 8 * (cnt - leaves) + 32 * leaves:
         raise ValueError("node record length does not match its bitmaps")
 
 
@@ -94,9 +95,9 @@ def node_child(rec: bytes, nib: int) -> bytes:
     i = _POP[bm & low]
     li = _POP[lm & low]
     h = 4 + 32 * i
-    x = 4 + 32 * _POP[bm] + 8 * (i - li) + 64 * li
+    x = 4 + 32 * _POP[bm] + 8 * (i - li) + 32 * li
     if lm >> nib & 1:
-        return rec[h : h + 32] + rec[x : x + 64]
+        return rec[h : h + 32] + rec[x : x + 32]
     return rec[h : h + 32] + rec[x : x + 8]
 
 
@@ -138,12 +139,12 @@ def rewrite_node(rec: bytes, changes: list[tuple[int, bytes]]) -> tuple[bytes, b
         i = _POP[bm & low]
         li = _POP[lm & low]
         h_at = 4 + 32 * i
-        x_at = xs + 8 * (i - li) + 64 * li
+        x_at = xs + 8 * (i - li) + 32 * li
         hparts.append(rec[hpos:h_at])
         xparts.append(rec[xpos:x_at])
         if bm & bit:
             hpos = h_at + 32
-            xpos = x_at + (64 if lm & bit else 8)
+            xpos = x_at + (32 if lm & bit else 8)
         else:
             hpos, xpos = h_at, x_at
         if slot:
@@ -351,13 +352,23 @@ class StateTree:
             depth += 1
         if len(slot) != LEAF_SLOT:
             return None, Proof(tuple(levels), None)
-        proof = Proof(tuple(levels), (slot[32:64], slot[64:96]))
-        if slot[32:64] != kh:
-            return None, proof
-        value = self.get(key, version)
-        if value is None or blake3(value).digest() != slot[64:96]:
+        # Leaves hold (hash, key hash); the value hash comes from the value index
+        # and must reproduce the leaf hash the tree committed to.
+        leaf_kh = slot[32:64]
+        value = self._value_by_hash(leaf_kh, version)
+        if value is None:
+            raise self._corrupt("value index lacks a key the tree holds")
+        vh = blake3(value).digest()
+        if blake3(_LEAF + leaf_kh + vh).digest() != slot[:32]:
             raise self._corrupt("value index disagrees with the tree")
-        return value, proof
+        proof = Proof(tuple(levels), (leaf_kh, vh))
+        return (value if leaf_kh == kh else None), proof
+
+    def _value_by_hash(self, kh: bytes, version: int | None) -> bytes | None:
+        prefix = keys.STATE_VALUE + kh
+        stop = None if version is None else prefix + keys.u64(version) + b"\x00"
+        item = next(self.kv.iterate(prefix, stop=stop, reverse=True), None)
+        return None if item is None else self._decode_value(item[1])
 
     # -- writes -------------------------------------------------------------------
 
@@ -408,9 +419,12 @@ class StateTree:
                 raise StateKeyError(f"state key of {len(key)} bytes exceeds {MAX_KEY_LEN}")
             ops[blake3(key).digest()] = (key, value, blake3(value).digest())
         khs = sorted(ops)
-        vhs = [ops[kh][2] for kh in khs]
+        leaves: list[bytes | None] = []
+        for kh in khs:
+            vh = ops[kh][2]
+            leaves.append(None if vh is None else blake3(_LEAF + kh + vh).digest() + kh)
         old_root = EMPTY if latest is None else self._root_slot(latest)[1]
-        run = _Update(self, version, khs, vhs)
+        run = _Update(self, version, khs, leaves)
         new_root = run.update(old_root, 0, 0, len(khs))
         vbytes = keys.u64(version)
         out: list[tuple[bytes, bytes | None]] = list(run.nodes)
@@ -538,29 +552,28 @@ class StateTree:
 class _Update:
     """One staging pass: recursive update of the tree over sorted key hashes."""
 
-    __slots__ = ("changed", "hexes", "khs", "nodes", "stale", "tree", "vbytes", "version", "vhs")
+    __slots__ = ("changed", "hexes", "khs", "leaves", "nodes", "stale", "tree", "vbytes", "version")
 
     def __init__(
-        self, tree: StateTree, version: int, khs: list[bytes], vhs: list[bytes | None]
+        self, tree: StateTree, version: int, khs: list[bytes], leaves: list[bytes | None]
     ) -> None:
         self.tree = tree
         self.version = version
         self.vbytes = version.to_bytes(8, "big")
         self.khs = khs
         self.hexes = [kh.hex() for kh in khs]
-        self.vhs = vhs
+        self.leaves = leaves
         self.nodes: list[tuple[bytes, bytes]] = []
         self.stale: list[bytes] = []
         self.changed: list[int] = []
 
     def build(self, items: list[tuple[bytes, bytes]], depth: int) -> bytes:
         """Slot of a new subtree at `depth` holding exactly `items` (sorted (key hash,
-        value hash) pairs)."""
+        leaf slot) pairs)."""
+        if len(items) == 1:
+            return items[0][1]
         if not items:
             return EMPTY
-        if len(items) == 1:
-            kh, vh = items[0]
-            return blake3(_LEAF + kh + vh).digest() + kh + vh
         slots = [EMPTY] * 16
         start = 0
         n_items = len(items)
@@ -579,36 +592,36 @@ class _Update:
         """New slot for the subtree at `depth` after the ops khs[lo:hi]."""
         if lo == hi:
             return slot
-        khs, vhs = self.khs, self.vhs
+        khs, leaves = self.khs, self.leaves
         size = len(slot)
         if size == 0:
             items = []
             for i in range(lo, hi):
-                vh = vhs[i]
-                if vh is not None:
-                    items.append((khs[i], vh))
+                leaf = leaves[i]
+                if leaf is not None:
+                    items.append((khs[i], leaf))
                     self.changed.append(i)
             return self.build(items, depth)
         if size == LEAF_SLOT:
-            lk, lvh = slot[32:64], slot[64:96]
+            lk = slot[32:64]
             items = []
             keep_old = True
             for i in range(lo, hi):
-                kh, vh = khs[i], vhs[i]
+                kh, leaf = khs[i], leaves[i]
                 if kh == lk:
                     keep_old = False
-                    if vh != lvh:
+                    if leaf != slot:
                         self.changed.append(i)
-                    if vh is not None:
-                        items.append((kh, vh))
-                elif vh is not None:
-                    items.append((kh, vh))
+                    if leaf is not None:
+                        items.append((kh, leaf))
+                elif leaf is not None:
+                    items.append((kh, leaf))
                     self.changed.append(i)
             if keep_old:
                 if not items:
                     return slot
-                bisect.insort(items, (lk, lvh))
-            elif len(items) == 1 and items[0] == (lk, lvh):
+                bisect.insort(items, (lk, slot))
+            elif len(items) == 1 and items[0][1] == slot:
                 return slot
             return self.build(items, depth)
         path = encode_path(khs[lo], depth)
@@ -630,9 +643,9 @@ class _Update:
         i = _POP[bm & (bit - 1)]
         li = _POP[lm & (bit - 1)]
         h_at = 4 + 32 * i
-        x_at = xs + 8 * (i - li) + 64 * li
+        x_at = xs + 8 * (i - li) + 32 * li
         if bm & bit:
-            x_end = x_at + (64 if lm & bit else 8)
+            x_end = x_at + (32 if lm & bit else 8)
             h_end = h_at + 32
             child = rec[h_at:h_end] + rec[x_at:x_end]
         else:
