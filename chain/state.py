@@ -680,8 +680,9 @@ def apply_announce(ap: Apply, tx: txm.Tx, b: txm.Announce, tx_hash: bytes) -> No
 
 def apply_withdraw(ap: Apply, tx: txm.Tx, b: txm.Withdraw, tx_hash: bytes) -> None:
     key = sk.seeder(b.content_root, tx.sender)
+    entry = ap.get_record(key)
     # the sender has a live entry for this content (lapsed entries are gone)
-    if ap.ov.get(key) is None:
+    if entry is None or entry[2] <= ap.height:
         raise NotFound("no seeder entry of the sender for this content")
     ap.ov.delete(key)
     ap.set_remove(sk.S_SEEDERS_OF, b.content_root, tx.sender)
@@ -713,6 +714,12 @@ def _token_of(ap: Apply, card_id: bytes, serial: int) -> list[Any]:
     if token is None:
         raise NotFound(f"no key token {serial} of this card")
     return token
+
+
+def _open_escrow(ap: Apply, card_id: bytes, serial: int) -> list[Any] | None:
+    """The key's escrow unless there is none or it is due (its deadline refunds before any tx)."""
+    esc: list[Any] | None = ap.get_record(sk.escrow(card_id, serial))
+    return esc if esc is not None and esc[4] > ap.height else None
 
 
 def _check_sealed(ap: Apply, sealed: bytes) -> None:
@@ -781,7 +788,7 @@ def apply_buy(ap: Apply, tx: txm.Tx, b: txm.BuyKey, tx_hash: bytes) -> None:
     if listing is None:
         raise NotFound("the key is not listed for sale")
     # it is not already being sold
-    if ap.ov.get(sk.escrow(b.card_id, b.serial)) is not None:
+    if _open_escrow(ap, b.card_id, b.serial) is not None:
         raise RuleViolation("the key is in escrow")
     # the buyer is not its owner
     if tx.sender == token[0]:
@@ -799,8 +806,8 @@ def apply_buy(ap: Apply, tx: txm.Tx, b: txm.BuyKey, tx_hash: bytes) -> None:
 
 
 def apply_deliver(ap: Apply, tx: txm.Tx, b: txm.DeliverKey, tx_hash: bytes) -> None:
-    esc = ap.get_record(sk.escrow(b.card_id, b.serial))
-    # an escrow is open for this key (a second delivery finds none)
+    esc = _open_escrow(ap, b.card_id, b.serial)
+    # an escrow is open for this key (a second delivery, or one at the deadline, finds none)
     if esc is None:
         raise NoOpenEscrow("no open escrow for this key")
     buyer, seller, price, royalty, _deadline, is_resale = esc
@@ -828,7 +835,7 @@ def apply_list(ap: Apply, tx: txm.Tx, b: txm.ListKey, tx_hash: bytes) -> None:
     if token[0] != tx.sender:
         raise NotAuthorized("only the key's owner may list it")
     # not while it is being sold
-    if ap.ov.get(sk.escrow(b.card_id, b.serial)) is not None:
+    if _open_escrow(ap, b.card_id, b.serial) is not None:
         raise RuleViolation("the key is in escrow")
     key = sk.listing(b.card_id, b.serial)
     if b.price == 0:
@@ -849,7 +856,7 @@ def apply_transfer_key(ap: Apply, tx: txm.Tx, b: txm.TransferKey, tx_hash: bytes
     if b.to == tx.sender:
         raise InvalidField("cannot transfer a key to yourself")
     # not while it is being sold
-    if ap.ov.get(sk.escrow(b.card_id, b.serial)) is not None:
+    if _open_escrow(ap, b.card_id, b.serial) is not None:
         raise RuleViolation("the key is in escrow")
     _check_sealed(ap, b.sealed_key)
     royalty = _run_rule(ap, card, klass, token, b.serial, tx.sender, b.to, 0)
@@ -1200,14 +1207,15 @@ def apply_block(state: State, block: Block, *, verify_app_hash: bool = True, ver
 
     ov = state.new_overlay()
     process_header(state, ov, block)
-    lanes = decode_lanes(state, block)
-    pending = (verifier or sigverify.default_verifier()).submit(
-        [
-            (t.sender, txm.signature_of(raw), tx_signing_digest(state.chain_id, raw))
-            for d in lanes
-            for t, raw in zip(d.txs, d.raw, strict=True)
-        ]
+    # signatures are checked on the pool while this thread decodes and applies
+    pending = (verifier or sigverify.default_verifier()).submit_txs(
+        [raw for lane in LANES for raw in block.lane(lane)], state.chain_id
     )
+    try:
+        lanes = decode_lanes(state, block)
+    except InvalidBlock:
+        _raise_bad_signature(pending.first_invalid(), block)
+        raise
     ap = Apply(state, ov, block.header.height, block.header.time_ms, block.header.proposer)
     results: list[TxResult] = []
     try:
@@ -1219,10 +1227,10 @@ def apply_block(state: State, block: Block, *, verify_app_hash: bool = True, ver
         process_evidence(ap, block)
         process_fees(ap)
     except InvalidBlock:
-        _raise_bad_signature(pending.first_invalid(), lanes)
+        _raise_bad_signature(pending.first_invalid(), block)
         raise
     # every transaction carries its sender's signature for this chain
-    _raise_bad_signature(pending.first_invalid(), lanes)
+    _raise_bad_signature(pending.first_invalid(), block)
     ap.flush_accounts()
     updates, removed, next_set = process_validator_updates(ap)
     ap.put_record(sk.META, [ap.height, ap.time_ms, block.header.prev_block_hash])
@@ -1239,13 +1247,14 @@ def apply_block(state: State, block: Block, *, verify_app_hash: bool = True, ver
     )  # fmt: skip
 
 
-def _raise_bad_signature(first_bad: int | None, lanes: Sequence[DecodedLane]) -> None:
+def _raise_bad_signature(first_bad: int | None, block: Block) -> None:
     if first_bad is None:
         return
-    for d in lanes:
-        if first_bad < len(d.txs):
-            raise BlockTxInvalid(d.lane, first_bad, BadTxSignature("signature does not verify for this chain"))
-        first_bad -= len(d.txs)
+    for lane in LANES:
+        n = len(block.lane(lane))
+        if first_bad < n:
+            raise BlockTxInvalid(lane, first_bad, BadTxSignature("signature does not verify for this chain"))
+        first_bad -= n
 
 
 def iter_tx_bytes(block: Block) -> Iterable[tuple[str, int, bytes]]:
