@@ -43,6 +43,11 @@ class SignStateCorrupt(ConsensusError):
     is exactly how validators double-sign."""
 
 
+class SignStateWriteError(ConsensusError):
+    """The sign state could not be made durable (operator's disk). Nothing was
+    signed: the signature is only released after the record is on disk."""
+
+
 class WALError(ConsensusError):
     """The WAL file cannot be opened or written (operator's disk or a bug), beyond the
     torn or corrupt tail that opening repairs by itself."""

@@ -8,10 +8,11 @@ message timestamp) in a small file. Before a new signature is released it
 compares the request with that record:
 
 * ``(h, r, s)`` strictly greater than the record: allowed. The new record is
-  written to a temporary file, fsynced, renamed over the old one and the directory
-  fsynced, *then* the signature is made and returned. A crash at any point leaves
-  either the old or the new record on disk, never a torn one, and never a
-  signature that left the process without its record being durable.
+  (with the signature, made in memory) is written to a temporary file, fsynced,
+  renamed over the old one and the directory fsynced, and only *then* is the
+  signature returned. A crash at any point leaves either the old or the new
+  record on disk, never a torn one, and never a signature that left the process
+  without its record being durable.
 * equal ``(h, r, s)`` and equal digest: the stored signature is returned (a
   restart that replays the WAL re-derives the same vote; Ed25519 is
   deterministic anyway, this just avoids trusting that).
@@ -47,7 +48,12 @@ from enum import IntEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from consensus.errors import DoubleSignRefused, SignStateCorrupt, UsageError
+from consensus.errors import (
+    DoubleSignRefused,
+    SignStateCorrupt,
+    SignStateWriteError,
+    UsageError,
+)
 
 if TYPE_CHECKING:
     from chain.types import Proposal, Vote
@@ -181,7 +187,10 @@ class SignGuard:
             return stored
         signature = signer(digest)
         new = SignState(height, round_, step, digest, timestamp_ms, signature)
-        self._persist(new)
+        try:
+            self._persist(new)
+        except OSError as exc:
+            raise SignStateWriteError(f"cannot persist sign state {self._path}: {exc}") from exc
         self._state = new
         return signature
 

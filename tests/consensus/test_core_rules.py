@@ -11,11 +11,10 @@ round 3; at height 4 we propose in round 0.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-
-import re
 
 import pytest
 
@@ -24,7 +23,17 @@ from consensus import core as c
 from consensus.core import ConsensusCore, Step
 from consensus.errors import InvalidProposal, InvalidVote, UsageError
 
-from .helpers import CHAIN_ID, PARAMS, T0, make_block, make_keys, make_valset, proposal, summarize, vote
+from .helpers import (
+    CHAIN_ID,
+    PARAMS,
+    T0,
+    make_block,
+    make_keys,
+    make_valset,
+    proposal,
+    summarize,
+    vote,
+)
 
 PV, PC = VoteType.PREVOTE, VoteType.PRECOMMIT
 TO_PROPOSE = PARAMS.timeout_propose_ms
