@@ -30,9 +30,10 @@ def _check(res: sim.SeedResult, validators: int | None = None) -> None:
 
 
 @pytest.mark.parametrize("chunk", range(CHUNKS))
-def test_simulator_seeds(chunk: int, tmp_path: Path) -> None:
+def test_simulator_seeds(chunk: int) -> None:
+    # files in /dev/shm when available (see tools.sim.default_workdir)
     for seed in range(chunk * SEEDS_PER_CHUNK, (chunk + 1) * SEEDS_PER_CHUNK):
-        _check(sim.run_seed(seed, workdir=tmp_path))
+        _check(sim.run_seed(seed))
 
 
 def test_the_seeds_exercise_the_faults() -> None:
@@ -51,24 +52,24 @@ def test_the_seeds_exercise_the_faults() -> None:
         assert 3 * sum(sc.powers[i] for i in sc.byzantine) < total
 
 
-def test_fixed_validator_counts(tmp_path: Path) -> None:
+def test_fixed_validator_counts() -> None:
     for n in (4, 10):
         for seed in (1, 2):
-            _check(sim.run_seed(seed, validators=n, workdir=tmp_path), n)
+            _check(sim.run_seed(seed, validators=n), n)
 
 
 def test_any_seed_replays_identically(tmp_path: Path) -> None:
-    a = sim.run_seed(11, workdir=tmp_path)
-    b = sim.run_seed(11, workdir=tmp_path)
+    a = sim.run_seed(11)
+    b = sim.run_seed(11, workdir=tmp_path)  # on disk, with real fsync latency
     assert a.trace_hash == b.trace_hash and a.messages == b.messages and a.end_ms == b.end_ms
 
 
-def test_trio_mockclock_slice_matches_the_event_queue(tmp_path: Path) -> None:
+def test_trio_mockclock_slice_matches_the_event_queue() -> None:
     """The same seeds driven by trio's MockClock(autojump_threshold=0) give the same
     decisions at the same virtual times as the plain event queue."""
-    for seed in (3, 7, 42, 44, 77):
-        plain = sim.run_seed(seed, workdir=tmp_path)
-        under_trio = sim.run_seed(seed, workdir=tmp_path, use_trio=True)
+    for seed in (3, 7, 42, 44, 77, 100, 101, 102, 103, 104):
+        plain = sim.run_seed(seed)
+        under_trio = sim.run_seed(seed, use_trio=True)
         _check(under_trio)
         assert under_trio.trace_hash == plain.trace_hash, seed
 
@@ -93,8 +94,8 @@ def test_trio_driver_runs_inside_a_nursery(tmp_path: Path) -> None:
 def test_real_signature_verification_per_node_slice(tmp_path: Path) -> None:
     """The slice above shares one verification cache per run (each distinct
     signature is verified once, with real Ed25519); these seeds verify every vote
-    at every node."""
-    for seed in (0, 9):
+    at every node, with their files on disk (real fsync)."""
+    for seed in (0, 9, 20, 21):
         _check(sim.run_seed(seed, workdir=tmp_path, cache_verify=False))
 
 
