@@ -20,6 +20,13 @@ and b), consuming proof hashes in order, and compares the bagged root. A page
 that verifies is complete: no item of [a, b) can be left out or reordered. The
 proof holds at most two hashes a level plus the peaks: O(log n).
 
+Storage layout (used by chain.state and chain.queries, see
+:func:`bucketed_get_node`): items are kept in buckets of BUCKET (16)
+consecutive items, one record a bucket, and only nodes of level >= 4 are
+stored; a lower node lies inside one bucket and is rehashed from its items.
+An append then writes about two records (its bucket, the head) instead of
+three or more.
+
 This module is pure (no storage): node hashes are read through a callback, so
 the light client verifies with `verify_page` alone.
 """
@@ -50,6 +57,38 @@ def bag_peaks(length: int, peak_hashes: Sequence[bytes]) -> bytes:
 
 
 EMPTY_ROOT = bag_peaks(0, ())
+
+
+BUCKET_LEVELS = 4
+BUCKET = 1 << BUCKET_LEVELS
+"""Items per stored bucket; nodes below level BUCKET_LEVELS are not stored."""
+
+
+def subtree_hash(items: Sequence[bytes]) -> bytes:
+    """Root of the perfect subtree over `items` (a power of two of them)."""
+    layer = [leaf_hash(x) for x in items]
+    while len(layer) > 1:
+        layer = [node_hash(layer[i], layer[i + 1]) for i in range(0, len(layer), 2)]
+    return layer[0]
+
+
+def bucket_items(bucket: bytes) -> list[bytes]:
+    return [bucket[i : i + HASH_SIZE] for i in range(0, len(bucket), HASH_SIZE)]
+
+
+def bucketed_get_node(
+    get_bucket: Callable[[int], bytes], get_stored: Callable[[int, int], bytes], level: int, index: int
+) -> bytes:
+    """A node of a list stored in buckets: rehashed from its bucket below level 4, else stored."""
+    if level >= BUCKET_LEVELS:
+        return get_stored(level, index)
+    first = index << level
+    bucket = get_bucket(first >> BUCKET_LEVELS)
+    offset = (first & (BUCKET - 1)) * HASH_SIZE
+    chunk = bucket[offset : offset + (HASH_SIZE << level)]
+    if len(chunk) != HASH_SIZE << level:
+        raise ValueError(f"bucket {first >> BUCKET_LEVELS} is too short for node ({level}, {index})")
+    return subtree_hash(bucket_items(chunk))
 
 
 def compute_peaks(length: int) -> list[tuple[int, int]]:

@@ -200,21 +200,37 @@ def get_feed_page(
     if not 0 <= start <= stop <= length or stop - start > MAX_PAGE:
         raise UsageError(f"bad page [{start}, {stop}) of a feed of {length} (at most {MAX_PAGE} items)")
     plain = _Reader(tree, r.height, False)
-    items = []
-    for i in range(start, stop):
-        item = plain.get(sk.feed_item(fid, i))
-        if item is None:
-            raise StateError("feed is inconsistent")
-        items.append(item)
+    buckets: dict[int, bytes] = {}
 
-    def get_node(level: int, index: int) -> bytes:
-        if level == 0:
-            raw = plain.get(sk.feed_item(fid, index))
-            return mmr.leaf_hash(raw) if raw is not None else b""
+    def get_bucket(bucket: int) -> bytes:
+        raw = buckets.get(bucket)
+        if raw is None:
+            raw = plain.get(sk.feed_item(fid, bucket))
+            if raw is None:
+                raise StateError("feed is inconsistent")
+            buckets[bucket] = raw
+        return raw
+
+    def get_stored(level: int, index: int) -> bytes:
         raw = plain.get(sk.feed_node(fid, level, index))
         if raw is None:
             raise StateError("feed node missing")
         return raw
+
+    def get_node(level: int, index: int) -> bytes:
+        try:
+            return mmr.bucketed_get_node(get_bucket, get_stored, level, index)
+        except ValueError as exc:
+            raise StateError(str(exc)) from exc
+
+    items = []
+    for i in range(start, stop):
+        bucket = get_bucket(i >> mmr.BUCKET_LEVELS)
+        offset = (i & (mmr.BUCKET - 1)) * mmr.HASH_SIZE
+        item = bucket[offset : offset + mmr.HASH_SIZE]
+        if len(item) != mmr.HASH_SIZE:
+            raise StateError("feed is inconsistent")
+        items.append(item)
 
     proof = mmr.compute_page_proof(length, start, stop, get_node)
     return FeedPage(fid, length, root, start, stop, tuple(items), tuple(proof), head_read, r.height)

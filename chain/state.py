@@ -86,6 +86,8 @@ from storage.state import StagedVersion, StateTree
 LANES = txm.LANE_NAMES
 BPS = 10_000
 _MISSING: Any = object()
+DUE_CHUNK = 32
+"""Items a record of the due index holds."""
 CACHE_ENTRIES = 400_000
 """Committed state values State keeps in memory (about 100 MB at most)."""
 
@@ -427,33 +429,56 @@ class Apply:
         self.put_int(count_key, last)
         return True
 
-    # what falls due at a height: append-only, checked when due (stale items are skipped)
+    # what falls due at a height: append-only chunks of DUE_CHUNK length-prefixed
+    # items, checked when due (stale items are skipped)
 
     def due_add(self, height: int, item: bytes) -> None:
         set_id = sk.due_set(height)
         count_key = sk.set_count(sk.S_DUE, set_id)
         n = self.get_int(count_key)
-        self.ov.put(sk.set_item(sk.S_DUE, set_id, n), item)
+        chunk_key = sk.set_item(sk.S_DUE, set_id, n // DUE_CHUNK)
+        chunk = self.ov.get(chunk_key) if n % DUE_CHUNK else b""
+        if chunk is None:
+            raise StateError("due index is inconsistent")
+        self.ov.put(chunk_key, chunk + bytes([len(item)]) + item)
         self.put_int(count_key, n + 1)
 
-    # feeds
+    # feeds: Merkle lists stored in buckets (chain.mmr)
+
+    def feed_get_node(self, fid: bytes) -> mmr.GetNode:
+        def get_bucket(bucket: int) -> bytes:
+            raw = self.ov.get(sk.feed_item(fid, bucket))
+            if raw is None:
+                raise StateError(f"feed bucket {bucket} missing")
+            return raw
+
+        def get_stored(level: int, index: int) -> bytes:
+            raw = self.ov.get(sk.feed_node(fid, level, index))
+            if raw is None:
+                raise StateError(f"feed node ({level}, {index}) missing")
+            return raw
+
+        def get_node(level: int, index: int) -> bytes:
+            try:
+                return mmr.bucketed_get_node(get_bucket, get_stored, level, index)
+            except ValueError as exc:
+                raise StateError(str(exc)) from exc
+
+        return get_node
 
     def feed_append(self, fid: bytes, item: bytes) -> None:
+        if len(item) != mmr.HASH_SIZE:
+            raise StateError("feed items are 32-byte ids")
         head_key = sk.feed_head(fid)
         head = self.get_record(head_key)
         n = 0 if head is None else head[0]
-
-        def get_node(level: int, index: int) -> bytes:
-            key = sk.feed_item(fid, index) if level == 0 else sk.feed_node(fid, level, index)
-            raw = self.ov.get(key)
-            if raw is None:
-                raise StateError(f"feed node ({level}, {index}) missing")
-            return mmr.leaf_hash(raw) if level == 0 else raw
-
-        created, root = mmr.compute_append(n, item, get_node)
-        self.ov.put(sk.feed_item(fid, n), item)
+        created, root = mmr.compute_append(n, item, self.feed_get_node(fid))
+        bucket_key = sk.feed_item(fid, n >> mmr.BUCKET_LEVELS)
+        bucket = self.ov.get(bucket_key) if n & (mmr.BUCKET - 1) else b""
+        self.ov.put(bucket_key, (bucket or b"") + item)
         for level, index, h in created:
-            self.ov.put(sk.feed_node(fid, level, index), h)
+            if level >= mmr.BUCKET_LEVELS:
+                self.ov.put(sk.feed_node(fid, level, index), h)
         self.put_record(head_key, [n + 1, root])
 
 
@@ -647,7 +672,7 @@ def apply_unfollow(ap: Apply, tx: txm.Tx, b: txm.Unfollow, tx_hash: bytes) -> No
 
 # --- seeders lane -----------------------------------------------------------
 
-# seeder entry: [addresses, ranges, expiry_height, announced_height]
+# seeder entry: [addresses, ranges, expiry_height, announced_height, position in the content's list]
 
 
 def apply_announce(ap: Apply, tx: txm.Tx, b: txm.Announce, tx_hash: bytes) -> None:
@@ -672,10 +697,34 @@ def apply_announce(ap: Apply, tx: txm.Tx, b: txm.Announce, tx_hash: bytes) -> No
             f"expiry height {b.expiry_height} is outside ({ap.height}, {ap.height + app.seeder_max_ttl}]"
         )
     key = sk.seeder(b.content_root, tx.sender)
-    if ap.ov.get(key) is None:
-        ap.set_add(sk.S_SEEDERS_OF, b.content_root, tx.sender)
-    ap.put_record(key, [list(b.addresses), [list(r) for r in b.ranges], b.expiry_height, ap.height])
+    entry = ap.get_record(key)
+    if entry is None:
+        count_key = sk.set_count(sk.S_SEEDERS_OF, b.content_root)
+        pos = ap.get_int(count_key)
+        ap.ov.put(sk.set_item(sk.S_SEEDERS_OF, b.content_root, pos), tx.sender)
+        ap.put_int(count_key, pos + 1)
+    else:
+        pos = entry[4]
+    ap.put_record(key, [list(b.addresses), [list(r) for r in b.ranges], b.expiry_height, ap.height, pos])
     ap.due_add(b.expiry_height, sk.due_seeder(b.content_root, tx.sender))
+
+
+def remove_seeder(ap: Apply, root: bytes, seeder: bytes, entry: list[Any]) -> None:
+    """Delete an entry and its place in the content's seeder list (the last one moves in)."""
+    count_key = sk.set_count(sk.S_SEEDERS_OF, root)
+    last = ap.get_int(count_key) - 1
+    pos = entry[4]
+    if pos != last:
+        moved = ap.ov.get(sk.set_item(sk.S_SEEDERS_OF, root, last))
+        moved_entry = None if moved is None else ap.get_record(sk.seeder(root, moved))
+        if moved is None or moved_entry is None:
+            raise StateError("seeder list is inconsistent")
+        ap.ov.put(sk.set_item(sk.S_SEEDERS_OF, root, pos), moved)
+        moved_entry[4] = pos
+        ap.put_record(sk.seeder(root, moved), moved_entry)
+    ap.ov.delete(sk.set_item(sk.S_SEEDERS_OF, root, last))
+    ap.put_int(count_key, last)
+    ap.ov.delete(sk.seeder(root, seeder))
 
 
 def apply_withdraw(ap: Apply, tx: txm.Tx, b: txm.Withdraw, tx_hash: bytes) -> None:
@@ -684,8 +733,7 @@ def apply_withdraw(ap: Apply, tx: txm.Tx, b: txm.Withdraw, tx_hash: bytes) -> No
     # the sender has a live entry for this content (lapsed entries are gone)
     if entry is None or entry[2] <= ap.height:
         raise NotFound("no seeder entry of the sender for this content")
-    ap.ov.delete(key)
-    ap.set_remove(sk.S_SEEDERS_OF, b.content_root, tx.sender)
+    remove_seeder(ap, b.content_root, tx.sender, entry)
 
 
 # --- keys lane --------------------------------------------------------------
@@ -1067,20 +1115,26 @@ def process_expiry(ap: Apply) -> None:
     """Everything due at this height: seeder entries lapse, escrows refund, unbonded stake returns."""
     set_id = sk.due_set(ap.height)
     count_key = sk.set_count(sk.S_DUE, set_id)
-    for i in range(ap.get_int(count_key)):
-        item_key = sk.set_item(sk.S_DUE, set_id, i)
-        item = ap.ov.get(item_key)
-        ap.ov.delete(item_key)
-        if item is None:
+    items: list[bytes] = []
+    for c in range(-(-ap.get_int(count_key) // DUE_CHUNK)):
+        chunk_key = sk.set_item(sk.S_DUE, set_id, c)
+        chunk = ap.ov.get(chunk_key)
+        ap.ov.delete(chunk_key)
+        if chunk is None:
             raise StateError("due index is inconsistent")
+        pos = 0
+        while pos < len(chunk):
+            size = chunk[pos]
+            items.append(chunk[pos + 1 : pos + 1 + size])
+            pos += 1 + size
+    for item in items:
         kind, rest = item[0], item[1:]
         if kind == sk.DUE_SEEDER:
             root, seeder = rest[:32], rest[32:]
             entry = ap.get_record(sk.seeder(root, seeder))
             # a refreshed or withdrawn entry is not due any more
             if entry is not None and entry[2] == ap.height:
-                ap.ov.delete(sk.seeder(root, seeder))
-                ap.set_remove(sk.S_SEEDERS_OF, root, seeder)
+                remove_seeder(ap, root, seeder, entry)
         elif kind == sk.DUE_ESCROW:
             card_id, serial = rest[:32], int.from_bytes(rest[32:], "big")
             esc = ap.get_record(sk.escrow(card_id, serial))
@@ -1226,16 +1280,17 @@ def apply_block(state: State, block: Block, *, verify_app_hash: bool = True, ver
         process_txs(ap, lanes[3], results)
         process_evidence(ap, block)
         process_fees(ap)
+        ap.flush_accounts()
+        updates, removed, next_set = process_validator_updates(ap)
     except InvalidBlock:
         _raise_bad_signature(pending.first_invalid(), block)
         raise
-    # every transaction carries its sender's signature for this chain
-    _raise_bad_signature(pending.first_invalid(), block)
-    ap.flush_accounts()
-    updates, removed, next_set = process_validator_updates(ap)
     ap.put_record(sk.META, [ap.height, ap.time_ms, block.header.prev_block_hash])
     puts, deletes = ov.changes()
+    # staging needs no signature: it overlaps the pool's last checks
     staged = state.tree.stage(ap.height, puts, deletes)
+    # every transaction carries its sender's signature for this chain
+    _raise_bad_signature(pending.first_invalid(), block)
     # the header commits to the state this block produces
     if verify_app_hash and block.header.app_hash != staged.root:
         raise AppHashMismatch(f"app_hash {block.header.app_hash.hex()} != state root {staged.root.hex()}")

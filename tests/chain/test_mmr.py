@@ -117,3 +117,45 @@ def test_bad_ranges() -> None:
         mmr.compute_page_proof(5, 0, 6, m.get_node)
     assert not mmr.verify_page(m.root, 5, -1, 2, [], [])
     assert not mmr.verify_page(m.root, 5, 0, 2, m.items[:2], [b"short"])
+
+
+class BucketedMMR:
+    """The storage layout of chain.state: buckets of 16 items, nodes of level >= 4 only."""
+
+    def __init__(self) -> None:
+        self.length = 0
+        self.buckets: dict[int, bytes] = {}
+        self.nodes: dict[tuple[int, int], bytes] = {}
+        self.root = mmr.EMPTY_ROOT
+
+    def get_node(self, level: int, index: int) -> bytes:
+        return mmr.bucketed_get_node(self.buckets.__getitem__, lambda lv, ix: self.nodes[(lv, ix)], level, index)
+
+    def append(self, item: bytes) -> None:
+        created, self.root = mmr.compute_append(self.length, item, self.get_node)
+        b = self.length >> mmr.BUCKET_LEVELS
+        self.buckets[b] = self.buckets.get(b, b"") + item
+        for level, index, h in created:
+            if level >= mmr.BUCKET_LEVELS:
+                self.nodes[(level, index)] = h
+        self.length += 1
+
+
+def test_bucketed_storage_gives_the_same_roots_and_proofs() -> None:
+    plain, bucketed = ListMMR(), BucketedMMR()
+    for i in range(150):
+        plain.append(item(i))
+        bucketed.append(item(i))
+        assert bucketed.root == plain.root
+    # only the nodes of level >= 4 are stored: 9 + 4 + 2 + 1 of them, against 146 in full
+    assert bucketed.nodes == {k: v for k, v in plain.nodes.items() if k[0] >= mmr.BUCKET_LEVELS}
+    assert len(bucketed.nodes) == 16 and len(plain.nodes) == 146
+    for a, b in [(0, 150), (3, 17), (16, 32), (149, 150), (40, 40), (100, 140)]:
+        proof = mmr.compute_page_proof(150, a, b, bucketed.get_node)
+        assert proof == mmr.compute_page_proof(150, a, b, plain.get_node)
+        assert mmr.verify_page(bucketed.root, 150, a, b, plain.items[a:b], proof)
+
+
+def test_bucketed_node_from_a_short_bucket_is_an_error() -> None:
+    with pytest.raises(ValueError):
+        mmr.bucketed_get_node(lambda b: b"\x00" * 64, lambda lv, ix: b"", 2, 0)

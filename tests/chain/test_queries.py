@@ -126,3 +126,28 @@ def test_generic_by_kind_with_proofs(chain: TestChain) -> None:
 def test_heights_outside_the_store(chain: TestChain) -> None:
     with pytest.raises(StateError):
         queries.get_account(chain.tree, chain.addr("alice"), height=chain.height + 5)
+
+
+def test_long_feed_across_blocks_proves_every_page() -> None:
+    """Feeds longer than a bucket (16 items), appended over several blocks."""
+    c = TestChain(users=("alice", "bob"))
+    expected = []
+    for block in range(5):
+        txs = []
+        for who in ("alice", "bob"):
+            for _ in range(4 + block):
+                txs.append(c.tx(who, publish_body(f"{who}{len(expected)}", tags=("long",))))
+        for raw in txs:
+            t = txm.Tx.decode_untrusted(raw)
+            expected.append(txm.compute_card_id(t.sender, t.nonce))
+        c.apply(txs)
+    fid = queries.feed_of(sk.F_TAG, b"long")
+    n = len(expected)
+    assert n == 60
+    h = c.results[-1].app_hash
+    for a, b in [(0, n), (0, 16), (15, 17), (16, 48), (33, 60), (59, 60), (7, 7), (32, 48)]:
+        page = queries.get_feed_page(c.tree, fid, a, b, prove=True)
+        assert page.items == tuple(expected[a:b])
+        assert queries.verify_feed_page(h, page)
+    old = queries.get_feed_page(c.tree, fid, height=2, prove=True)
+    assert old.items == tuple(expected[:18]) and queries.verify_feed_page(c.results[1].app_hash, old)
