@@ -122,6 +122,27 @@ def compute_append(length: int, item: bytes, get_node: GetNode) -> tuple[list[tu
     return created, bag_peaks(new_length, hashes)
 
 
+def compute_append_from_peaks(
+    length: int, peak_hashes: Sequence[bytes], item: bytes
+) -> tuple[list[tuple[int, int, bytes]], list[bytes], bytes]:
+    """Append `item` knowing only the current peaks (largest first): no node reads.
+
+    The nodes an append merges with are exactly the peaks of the levels of the
+    length's trailing one-bits. Returns (new interior nodes, new peaks, new root).
+    """
+    peaks = list(peak_hashes)
+    h = leaf_hash(item)
+    level, index = 0, length
+    created: list[tuple[int, int, bytes]] = []
+    while index & 1:
+        h = node_hash(peaks.pop(), h)
+        level += 1
+        index >>= 1
+        created.append((level, index, h))
+    peaks.append(h)
+    return created, peaks, bag_peaks(length + 1, peaks)
+
+
 def compute_root(length: int, get_node: GetNode) -> bytes:
     return bag_peaks(length, [get_node(lv, ix) for lv, ix in compute_peaks(length)])
 

@@ -175,7 +175,7 @@ class FeedPage:
     """Card ids (or, for a kind feed, generic transaction hashes), oldest first."""
     mmr_proof: tuple[bytes, ...]
     head: Read
-    """The feed head [length, root] as read from the state (with its proof when proven)."""
+    """The feed head [length, root, peaks] as read from the state (with its proof when proven)."""
     height: int
 
 
@@ -192,7 +192,7 @@ def get_feed_page(
     r = _Reader(tree, height, prove)
     head_raw = r.get(sk.feed_head(fid))
     head_read = r.reads[-1]
-    length, root = (0, mmr.EMPTY_ROOT) if head_raw is None else msgpack.unpackb(head_raw)
+    length, root = (0, mmr.EMPTY_ROOT) if head_raw is None else msgpack.unpackb(head_raw)[:2]
     if stop is None:
         stop = length
     if start is None:
@@ -247,7 +247,7 @@ def verify_feed_page(app_hash: bytes, page: FeedPage) -> bool:
         length, root = 0, mmr.EMPTY_ROOT
     else:
         try:
-            length, root = msgpack.unpackb(head.value)
+            length, root = msgpack.unpackb(head.value)[:2]
         except (ValueError, TypeError, msgpack.UnpackException):
             return False
     if (length, root) != (page.length, page.root):

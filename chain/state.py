@@ -445,41 +445,23 @@ class Apply:
 
     # feeds: Merkle lists stored in buckets (chain.mmr)
 
-    def feed_get_node(self, fid: bytes) -> mmr.GetNode:
-        def get_bucket(bucket: int) -> bytes:
-            raw = self.ov.get(sk.feed_item(fid, bucket))
-            if raw is None:
-                raise StateError(f"feed bucket {bucket} missing")
-            return raw
-
-        def get_stored(level: int, index: int) -> bytes:
-            raw = self.ov.get(sk.feed_node(fid, level, index))
-            if raw is None:
-                raise StateError(f"feed node ({level}, {index}) missing")
-            return raw
-
-        def get_node(level: int, index: int) -> bytes:
-            try:
-                return mmr.bucketed_get_node(get_bucket, get_stored, level, index)
-            except ValueError as exc:
-                raise StateError(str(exc)) from exc
-
-        return get_node
-
     def feed_append(self, fid: bytes, item: bytes) -> None:
+        """Append to a feed; its head [length, root, peaks] carries all an append needs."""
         if len(item) != mmr.HASH_SIZE:
             raise StateError("feed items are 32-byte ids")
         head_key = sk.feed_head(fid)
         head = self.get_record(head_key)
-        n = 0 if head is None else head[0]
-        created, root = mmr.compute_append(n, item, self.feed_get_node(fid))
+        n, peaks = (0, []) if head is None else (head[0], head[2])
+        created, peaks, root = mmr.compute_append_from_peaks(n, peaks, item)
         bucket_key = sk.feed_item(fid, n >> mmr.BUCKET_LEVELS)
         bucket = self.ov.get(bucket_key) if n & (mmr.BUCKET - 1) else b""
-        self.ov.put(bucket_key, (bucket or b"") + item)
+        if bucket is None:
+            raise StateError("feed bucket missing")
+        self.ov.put(bucket_key, bucket + item)
         for level, index, h in created:
             if level >= mmr.BUCKET_LEVELS:
                 self.ov.put(sk.feed_node(fid, level, index), h)
-        self.put_record(head_key, [n + 1, root])
+        self.put_record(head_key, [n + 1, root, peaks])
 
 
 # --- envelope ---------------------------------------------------------------

@@ -159,3 +159,14 @@ def test_bucketed_storage_gives_the_same_roots_and_proofs() -> None:
 def test_bucketed_node_from_a_short_bucket_is_an_error() -> None:
     with pytest.raises(ValueError):
         mmr.bucketed_get_node(lambda b: b"\x00" * 64, lambda lv, ix: b"", 2, 0)
+
+
+def test_append_from_peaks_matches_the_stored_path() -> None:
+    m = ListMMR()
+    peaks: list[bytes] = []
+    for i in range(70):
+        created_a, root_a = mmr.compute_append(len(m.items), item(i), m.get_node)
+        created_b, peaks, root_b = mmr.compute_append_from_peaks(len(m.items), peaks, item(i))
+        assert (created_a, root_a) == (created_b, root_b)
+        m.append(item(i))
+        assert peaks == [m.get_node(lv, ix) for lv, ix in mmr.compute_peaks(len(m.items))]
