@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, ClassVar, Protocol
 
+import msgpack
+
 from chain import crypto
 from chain.encoding import (
     UINT64_MAX,
@@ -582,8 +584,32 @@ class Tx:
 
     @classmethod
     def decode_untrusted(cls, data: bytes, max_size: int = HARD_MAX_TX_BYTES) -> Tx:
-        """Decode canonical tx bytes; raises chain.errors.DecodeError only."""
-        arr = take_array(unpack_untrusted(data, max_size), "tx", 5)
+        """Decode canonical tx bytes; raises chain.errors.DecodeError only.
+
+        Fast path for well-formed input: msgpack decodes (maps and extension
+        types refused), the typed field checks fix every type and range, and the
+        typed value must re-encode to exactly `data` (canonical form). Anything
+        the fast path refuses goes through chain.encoding.unpack_untrusted for
+        the precise error.
+        """
+        if type(data) is bytes and 0 < len(data) <= max_size:
+            try:
+                obj = msgpack.unpackb(
+                    data, raw=False, use_list=True, strict_map_key=True,
+                    object_pairs_hook=_refuse, ext_hook=_refuse,
+                )  # fmt: skip
+            except Exception:  # malformed: the slow path names the error
+                obj = None
+            if obj is not None:
+                tx = cls._from_array(obj)
+                if tx.encode() != data:
+                    raise DecodeError("non-canonical encoding (re-encoding differs)")
+                return tx
+        return cls._from_array(unpack_untrusted(data, max_size))
+
+    @classmethod
+    def _from_array(cls, obj: Any) -> Tx:
+        arr = take_array(obj, "tx", 5)
         return cls(
             sender=take_bytes(arr[0], "sender", size=ADDRESS_SIZE),
             nonce=take_int(arr[1], "nonce", 0, UINT64_MAX),
@@ -591,6 +617,10 @@ class Tx:
             body=decode_body(arr[3]),
             signature=take_bytes(arr[4], "signature", size=SIGNATURE_SIZE),
         )
+
+
+def _refuse(*_: Any) -> Any:
+    raise ValueError("maps and extension types are not canonical")
 
 
 _SIG_SUFFIX = 2 + SIGNATURE_SIZE  # bin8 header (0xc4, 64) + the signature

@@ -147,3 +147,21 @@ def test_signed_payload_is_the_unsigned_encoding(nonce: int, fee: int, kind: byt
     assert txm.signature_of(raw) == b"\x09" * 64
     assert unpack_untrusted(raw, 10_000)[3] == [34, kind, payload]
     assert txm.Tx.decode_untrusted(raw) == t
+
+
+@given(st.data())
+def test_mutated_bytes_decode_canonically_or_fail_cleanly(data: st.DataObject) -> None:
+    raw = bytearray(BODY_BYTES[data.draw(st.integers(0, len(BODY_BYTES) - 1))])
+    for _ in range(data.draw(st.integers(1, 3))):
+        pos = data.draw(st.integers(0, len(raw) - 1))
+        raw[pos] = data.draw(st.integers(0, 255))
+    if data.draw(st.booleans()):
+        raw = raw[: data.draw(st.integers(0, len(raw)))]
+    try:
+        t = txm.Tx.decode_untrusted(bytes(raw))
+    except DecodeError:
+        return
+    assert t.encode() == bytes(raw)
+
+
+BODY_BYTES = [txm.Tx.create(ALICE, CHAIN_ID, 1, 10, b).encode() for b in BODIES]
