@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as hs
 
 from chain.types import Block, VoteType
 from consensus import core as c
@@ -75,7 +77,7 @@ class Harness:
 
     # --- setup helper: sign our own votes and proposals and feed them back ---
 
-    def drive(self, acts: list[c.Action]) -> list[c.Action]:
+    def drive(self, acts: list[c.Action], *, answer_validate: bool = False) -> list[c.Action]:
         queue = list(acts)
         seen: list[c.Action] = []
         while queue:
@@ -86,6 +88,8 @@ class Harness:
             elif isinstance(a, c.SignProposal):
                 p = a.proposal.signed(self.keys[0], CHAIN_ID)
                 queue += self.core.on_proposal(p, a.block, now_ms=self.now)
+            elif isinstance(a, c.ValidateBlock) and answer_validate:
+                queue += self.core.on_block_verdict(a.block.hash(), True, now_ms=self.now)
         return seen
 
     def lock_on(self, r: int, blk: Block) -> None:
@@ -453,3 +457,27 @@ def test_bad_inputs_raise_typed_errors() -> None:
         h.core.on_proposal(proposal(h.keys[i], i, 1, 0, h.A), h.B, now_ms=T0)
     with pytest.raises(UsageError):
         h.core.start_height(1, h.vs, now_ms=T0)
+
+
+@given(hs.permutations(list(range(8))))
+@settings(max_examples=60)
+def test_arrival_order_does_not_matter(order: list[int]) -> None:
+    """Whatever order the proposal and the votes arrive in, the core decides A once
+    and signs at most one vote per (round, type)."""
+    h = Harness()
+    h.start()
+    i = h.core.proposer_index(1, 0)
+    msgs: list[Callable[[], list[c.Action]]] = [
+        lambda: h.core.on_proposal(proposal(h.keys[i], i, 1, 0, h.A), h.A, now_ms=h.now),
+        lambda: h.core.on_timeout(Step.PROPOSE, 1, 0, now_ms=h.now),
+    ]
+    for j in (1, 2, 3):
+        msgs.append(lambda j=j: h.votes(PV, 0, [j], h.A))
+        msgs.append(lambda j=j: h.votes(PC, 0, [j], h.A))
+    acts: list[c.Action] = []
+    for k in order:
+        acts += h.drive(msgs[k](), answer_validate=True)
+    decides = [a for a in acts if isinstance(a, c.Decide)]
+    assert len(decides) == 1 and decides[0].block == h.A
+    signed = [(a.vote.round, a.vote.type) for a in acts if isinstance(a, c.SignVote)]
+    assert len(signed) == len(set(signed))

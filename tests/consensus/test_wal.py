@@ -9,6 +9,8 @@ import zlib
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from chain.types import VoteType
 from consensus import core as c
@@ -243,3 +245,23 @@ def test_wal_fuzz_restart_never_double_signs_never_crashes(tmp_path: Path) -> No
             rep.on_timeout(c.Step.PREVOTE, 1, r, now_ms=T0)
             note(rep.signed_votes)
         v.close()
+
+
+@given(st.binary(max_size=600), st.integers(min_value=0, max_value=3))
+@settings(max_examples=150)
+def test_open_never_fails_on_arbitrary_bytes(blob: bytes, prefix_records: int) -> None:
+    """Any file content: open repairs it (or starts fresh) and never raises."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "cs.wal"
+        with WAL.open(p) as w:
+            for i in range(prefix_records):
+                w.append(entry(1, i), sync=False)
+        p.write_bytes(p.read_bytes() + blob)
+        with WAL.open(p) as w:
+            assert w.entries[:prefix_records] == [entry(1, i) for i in range(prefix_records)]
+            w.append(entry(2, 0), sync=True)
+        with WAL.open(p) as w:
+            assert w.repair is None
+            assert w.entries[-1] == entry(2, 0)
