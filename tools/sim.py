@@ -204,6 +204,7 @@ class SeedResult:
     sign_refusals: int = 0
     wal_repairs: int = 0
     block_syncs: int = 0
+    jail_checks: int = 0
 
     @property
     def ok(self) -> bool:
@@ -875,6 +876,16 @@ class Simulation:
                     res.safety.append(f"validity: block {h} does not link to block {h - 1}")
                 if blk.header.time_ms <= self.canonical[h - 1][0].header.time_ms:
                     res.safety.append(f"validity: block time of {h} not monotonic")
+        # jailing: a validator with committed evidence in block h is out of the set at h + 2
+        for h in heights:
+            if h + 2 not in self.canonical:
+                continue
+            for raw in self.canonical[h][0].evidence:
+                ev = decode_evidence_untrusted(raw)
+                member = self.valset_at(ev.height).get(ev.validator_index)
+                if member is not None and self.valset_at(h + 2).index_of(member.pubkey) is not None:
+                    res.safety.append(f"jailing: validator with evidence in block {h} still in set {h + 2}")
+                res.jail_checks += 1
         # no honest double-sign of proposals either
         seen_p: dict[tuple[bytes, int, int], bytes] = {}
         for n in self.nodes:
@@ -959,7 +970,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  seed={s} heights={res.heights} end_ms={res.end_ms} messages={res.messages} "
                   f"evidence={res.evidence_committed}/{res.evidence_seen} "
                   f"refusals={res.sign_refusals} wal_repairs={res.wal_repairs} "
-                  f"block_syncs={res.block_syncs} "
+                  f"block_syncs={res.block_syncs} jail_checks={res.jail_checks} "
                   f"trace={res.trace_hash[:16]}")
             if not res.ok:
                 print(f"  replay: python -m tools.sim --seed {s}"

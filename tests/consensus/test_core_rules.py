@@ -481,3 +481,25 @@ def test_arrival_order_does_not_matter(order: list[int]) -> None:
     assert len(decides) == 1 and decides[0].block == h.A
     signed = [(a.vote.round, a.vote.type) for a in acts if isinstance(a, c.SignVote)]
     assert len(signed) == len(set(signed))
+
+
+def test_each_height_uses_the_set_it_is_handed() -> None:
+    """Set changes reach the core as the set of a height: thresholds, proposer and
+    our own index all follow it (the chain applies changes two heights later)."""
+    h = Harness()
+    h.start()
+    h.drive(h.propose(0, h.A))
+    h.drive(h.votes(PV, 0, [1, 2], h.A))
+    h.drive(h.votes(PC, 0, [1, 2], h.A))
+    heavy = make_valset(h.keys, [1, 1, 1, 5])
+    h.core.set_next_validators(2, heavy, now_ms=h.now)
+    h.timeout(Step.COMMIT, 0)
+    assert h.core.valset is heavy and h.core.height == 2
+    blk = make_block(2, "C")
+    h.h = 2
+    h.names[blk.hash()] = "C"
+    h.drive(h.propose(0, blk))
+    h.drive(h.votes(PC, 0, [1, 2], blk))  # 1 + 1 = 2 of 8: not a commit
+    assert h.core.decision is None
+    acts = h.votes(PC, 0, [3], blk)  # + 5 = 7 of 8
+    assert ("decide", 0, "C") in summarize(acts, h.names)
