@@ -18,16 +18,18 @@ decoded anything.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import threading
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 
 import nacl.bindings
 import nacl.exceptions
 
 from chain import tx as txm
 from chain.crypto import DOMAIN_TX, digest
+from chain.errors import UsageError
 
 Item = tuple[bytes, bytes, bytes]
 """(public key, signature, 32-byte digest)."""
@@ -77,18 +79,30 @@ class PendingCheck:
 
 
 class SignatureVerifier:
-    """A thread pool that verifies batches of Ed25519 signatures."""
+    """A pool that verifies batches of Ed25519 signatures: threads (default) or processes."""
 
-    def __init__(self, workers: int | None = None) -> None:
+    def __init__(self, workers: int | None = None, *, kind: str = "thread") -> None:
         self.workers = workers or os.cpu_count() or 1
-        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="sigverify")
+        self.kind = kind
+        self._pool: Executor
+        if kind == "thread":
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="sigverify")
+        elif kind == "process":
+            # spawn, not fork: the node's process has threads (trio, this pool's users)
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+        else:
+            raise UsageError(f"a signature pool is 'thread' or 'process', not {kind!r}")
+
+    def _chunks(self, n: int) -> tuple[int, int]:
+        per_worker = CHUNKS_PER_WORKER if self.kind == "thread" else 1
+        chunks = max(1, min(self.workers * per_worker, n // MIN_CHUNK))
+        return chunks, (-(-n // chunks) if n else 1)
 
     def submit(self, items: Sequence[Item]) -> PendingCheck:
         n = len(items)
-        chunks = max(1, min(self.workers * CHUNKS_PER_WORKER, n // MIN_CHUNK))
-        step = -(-n // chunks) if n else 1
+        _, step = self._chunks(n)
         futures = [
-            self._pool.submit(first_invalid, items[start : start + step], start)
+            self._pool.submit(first_invalid, list(items[start : start + step]), start)
             for start in range(0, max(n, 1), step)
         ]
         return PendingCheck(futures)
@@ -96,10 +110,9 @@ class SignatureVerifier:
     def submit_txs(self, raws: Sequence[bytes], chain_id: str) -> PendingCheck:
         """Verify the signatures of encoded transactions (in this order) in the pool."""
         n = len(raws)
-        chunks = max(1, min(self.workers * CHUNKS_PER_WORKER, n // MIN_CHUNK))
-        step = -(-n // chunks) if n else 1
+        _, step = self._chunks(n)
         futures = [
-            self._pool.submit(first_invalid_tx, raws[start : start + step], chain_id, start)
+            self._pool.submit(first_invalid_tx, list(raws[start : start + step]), chain_id, start)
             for start in range(0, max(n, 1), step)
         ]
         return PendingCheck(futures)
