@@ -331,6 +331,11 @@ class ConsensusCore:
         """The first vote of every validator in (round, type) of the current height."""
         return self._require_votes().votes(round_, vote_type)
 
+    def votes_for_block(self, round_: int, vote_type: VoteType, block_hash: bytes) -> list[Vote]:
+        """Every vote for ``block_hash`` in (round, type), an equivocator's second vote
+        included (to prove a proof-of-lock to a peer, as CometBFT's VoteSetMaj23)."""
+        return self._require_votes().votes_for(round_, vote_type, block_hash)
+
     def proposal_in(self, round_: int) -> tuple[Proposal, Block | None] | None:
         """The proposal of ``round_`` of the current height and its block, if held."""
         p = self._proposals.get(round_)

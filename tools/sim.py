@@ -548,7 +548,7 @@ class SimNode:
         rep = self.replica
         if rep is None:
             return
-        _, _stored, h, r, prevotes, precommits, has_prop, pol, pol_prevotes = status
+        _, _stored, h, r, prevotes, precommits, has_prop, pol = status
         core = rep.core
         if core.height != h or r > core.round:
             return
@@ -556,13 +556,16 @@ class SimNode:
         prop = core.proposal_in(r)
         if not has_prop and prop is not None and prop[1] is not None:
             self.sim.send(self.idx, peer, ("proposal", prop[0], prop[1]))
-            pol, pol_prevotes = prop[0].pol_round, frozenset()
-        if pol >= 0:  # the proof-of-lock prevotes a re-proposal needs (line 28)
-            wants.append((pol, VoteType.PREVOTE, pol_prevotes))
+            pol = prop[0].pol_round
         for rnd, vt, have in wants:
             for v in core.votes_in(rnd, vt):
                 if v.validator_index not in have:
                     self.sim.send(self.idx, peer, ("vote", v))
+        if pol >= 0 and prop is not None:
+            # the proof-of-lock prevotes a re-proposal needs (line 28): all of them for
+            # the block, an equivocator's other vote included (CometBFT's VoteSetMaj23)
+            for v in core.votes_for_block(pol, VoteType.PREVOTE, prop[0].block_hash):
+                self.sim.send(self.idx, peer, ("vote", v))
 
     # -- block sync
 
@@ -619,14 +622,14 @@ class SimNode:
         status: tuple[Any, ...] = ("status", self.height())
         if self.sync is None and core.decision is None:
             prop = core.proposal_in(core.round)
-            pol = -1 if prop is None else prop[0].pol_round
+            # a re-proposal waiting for its proof of lock (line 28) asks for it
+            pol = -1 if prop is None or core.step != c.Step.PROPOSE else prop[0].pol_round
             status = (
                 "status", self.height(), core.height, core.round,
                 core.vote_indices(core.round, VoteType.PREVOTE),
                 core.vote_indices(core.round, VoteType.PRECOMMIT),
                 prop is not None,
                 pol,
-                core.vote_indices(pol, VoteType.PREVOTE) if pol >= 0 else frozenset(),
             )
         for peer in range(self.sim.sc.n):
             if peer != self.idx:
