@@ -30,6 +30,8 @@ from storage.state import StateTree
 
 MAX_PAGE = 1000
 """Most items one feed page or collection answer returns."""
+MAX_TOKEN_SCAN = 100_000
+"""Most tokens of one owner may_decrypt examines for a key class with a rule program."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -359,7 +361,9 @@ def may_decrypt(
     klass = r.record(sk.key_class(card_id))
     program = b"" if klass is None else klass[4]
     gas = (app_params or AppParams()).vm_gas_limit
-    for member in r.set_members(sk.S_TOKENS_OF, address, limit=1 << 20):
+    # without a program any held token entitles: a bounded look for its serial will do
+    limit = MAX_PAGE if not program else MAX_TOKEN_SCAN
+    for member in r.set_members(sk.S_TOKENS_OF, address, limit=limit):
         if member[:32] != card_id:
             continue
         serial = int.from_bytes(member[32:], "big")
@@ -375,6 +379,8 @@ def may_decrypt(
         )  # fmt: skip
         if vm.entitled(program, ctx, gas):
             return Entitlement(True, "holder", serial, r.height, tuple(r.reads))
+    if not program:
+        return Entitlement(True, "holder", 0, r.height, tuple(r.reads))
     return Entitlement(False, "rule denies", 0, r.height, tuple(r.reads))
 
 
