@@ -317,7 +317,7 @@ class LevelKV:
         *,
         create: bool = False,
         cache_mb: int = 8,
-        write_buffer_mb: int = 8,
+        write_buffer_mb: int = 32,
         max_open_files: int = 1000,
     ) -> LevelKV:
         """Open (or with `create=True` create) the database at `path`.
@@ -327,7 +327,10 @@ class LevelKV:
         """
         import plyvel
 
-        p = os.path.abspath(os.fspath(path))
+        try:
+            p = os.path.abspath(os.fspath(path))
+        except TypeError:
+            raise StorageError(f"database path must be a str or path, got {type(path).__name__}") from None
         if os.path.exists(p) and not os.path.isdir(p):
             raise MissingDatabaseError(p, "path is not a directory")
         if not create and not os.path.isdir(p):

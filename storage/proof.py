@@ -124,6 +124,8 @@ def verify_proof(root: bytes, key: bytes, value: bytes | None, proof: Proof) -> 
     tree whose root hash is `root`. Never raises for well-typed arguments."""
     if type(root) is not bytes or len(root) != HASH_LEN or type(key) is not bytes:
         return False
+    if not isinstance(proof, Proof) or (value is not None and type(value) is not bytes):
+        return False
     levels = proof.levels
     depth = len(levels)
     if depth > MAX_DEPTH:

@@ -290,6 +290,10 @@ class StateTree:
             item = next(self.kv.iterate(prefix, reverse=True), None)
         else:
             self._check_version(version)
+            if version != self._latest_seen and self.kv.get(keys.state_root_key(version)) is None:
+                # Pruned by another handle on the same store since our bounds were read.
+                self._refresh_bounds()
+                raise VersionError(f"version {version} is not stored (pruned?)")
             stop = prefix + keys.u64(version) + b"\x00"
             item = next(self.kv.iterate(prefix, stop=stop, reverse=True), None)
         if item is None:
@@ -407,6 +411,10 @@ class StateTree:
             raise VersionError(f"bad version {version!r}")
         if latest is not None and version != latest + 1:
             raise VersionError(f"cannot stage version {version}: latest is {latest}")
+        if not isinstance(puts, Mapping):
+            raise StateKeyError(f"puts must be a mapping of bytes to bytes, got {type(puts).__name__}")
+        if isinstance(deletes, (bytes, str)) or not isinstance(deletes, Iterable):
+            raise StateKeyError("deletes must be an iterable of bytes keys")
         ops: dict[bytes, tuple[bytes, bytes | None, bytes | None]] = {}
         for key in deletes:
             _check_bytes("key", key)

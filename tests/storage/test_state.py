@@ -223,3 +223,31 @@ def test_leveldb_reopen_keeps_every_version(tmp_path: Path) -> None:
         {**{b"k%d" % v: b"v" for v in range(10)}, b"k0": b"w"}
     )
     kv.close()
+
+
+def test_bad_arguments_to_stage_are_typed(kv: KV) -> None:
+    tree = StateTree(kv)
+    with pytest.raises(StateKeyError):
+        tree.stage(0, [(b"a", b"1")], [])  # type: ignore[arg-type]
+    with pytest.raises(StateKeyError):
+        tree.stage(0, {}, b"abc")
+    with pytest.raises(StateKeyError):
+        tree.stage(0, {}, 5)  # type: ignore[arg-type]
+    with pytest.raises(StateKeyError):
+        tree.stage(0, {}, [b"ok", "not bytes"])  # type: ignore[list-item]
+    assert not verify_proof(EMPTY_ROOT, b"a", None, "proof")  # type: ignore[arg-type]
+
+
+def test_prune_by_another_handle_is_seen_by_readers(kv: KV) -> None:
+    writer = StateTree(kv)
+    for v in range(6):
+        writer.apply(v, {b"k": b"%d" % v}, [])
+    reader = StateTree(kv)
+    assert reader.get(b"k", 1) == b"1"
+    writer.prune(4)
+    with pytest.raises(VersionError):
+        reader.get(b"k", 1)
+    with pytest.raises(VersionError):
+        reader.get_with_proof(b"k", 2)
+    assert reader.get(b"k", 4) == b"4"
+    assert reader.oldest_version == 4
