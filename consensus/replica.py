@@ -87,6 +87,7 @@ class Replica:
     def start(self, height: int, valset: ValidatorSet, *, now_ms: int) -> list[HostAction]:
         """Start ``height`` and replay whatever the WAL holds for it."""
         out = self._perform(self.core.start_height(height, valset, now_ms=now_ms), now_ms)
+        out.extend(self._resend_last_vote(height, now_ms))
         entries = self.wal.entries_for_height(height)
         if not entries:
             return out
@@ -115,6 +116,21 @@ class Replica:
             self._replaying = False
             self._replayed_own.clear()
         return out
+
+    def _resend_last_vote(self, height: int, now_ms: int) -> list[HostAction]:
+        """The guard's last signed vote, if of this height, goes back into the core and
+        out to peers: the WAL may have lost it, and peers may never have received it."""
+        if self.guard is None:
+            return []
+        v = self.guard.last_vote()
+        if v is None or v.height != height:
+            return []
+        try:
+            actions = self.core.on_vote(v, now_ms=now_ms)
+        except InvalidMessage as exc:  # a sign state of another key or chain: say so
+            log.error("the sign state's last vote does not verify: %s", exc)
+            return []
+        return [c.Broadcast(v), *self._perform(actions, now_ms)]
 
     def _replay_entry(self, e: WALEntry) -> list[HostAction]:
         f = e.fields

@@ -3,8 +3,8 @@
 Theory of operation
 -------------------
 Every signature this validator makes goes through :meth:`SignGuard.sign`. The guard
-keeps the last signed ``(height, round, step, digest)`` (plus the signature and the
-message timestamp) in a small file. Before a new signature is released it
+keeps the last signed ``(height, round, step, digest)`` (plus the signature, the
+message timestamp and the signed message itself) in a small file. Before a new signature is released it
 compares the request with that record:
 
 * ``(h, r, s)`` strictly greater than the record: allowed. The new record is
@@ -25,10 +25,16 @@ compares the request with that record:
 
 Steps are ordered ``PROPOSAL < PREVOTE < PRECOMMIT`` inside a round.
 
-File layout (big-endian, 127 bytes for a 64-byte signature)::
+The stored message (the encoded signed vote or proposal) lets a validator whose
+WAL lost its last vote re-send it after a restart (:meth:`SignGuard.last_vote`):
+if that vote never reached anyone before the crash, the others may need it to
+reach +2/3 for anything in the round, and without it the round would stall.
+
+File layout (big-endian)::
 
     magic "BHSG" | u8 version=1 | u64 height | u32 round | u8 step |
-    32 B digest | u64 timestamp_ms | u8 sig_len | sig | u32 crc32(all before)
+    32 B digest | u64 timestamp_ms | u8 sig_len | sig | u16 msg_len | msg |
+    u32 crc32(all before)
 
 A missing file with ``create=True`` means "never signed". A file that exists but
 does not check out raises :class:`SignStateCorrupt`: the node must not start on a
@@ -97,6 +103,8 @@ class SignState:
     """Timestamp carried by the last signed message."""
     signature: bytes
     """The signature that was returned for it."""
+    message: bytes = b""
+    """The encoded signed message (vote or proposal), b"" for a bare digest."""
 
     def hrs(self) -> tuple[int, int, int]:
         return (self.height, self.round, int(self.step))
@@ -105,7 +113,7 @@ class SignState:
         body = _HEAD.pack(
             MAGIC, VERSION, self.height, self.round, int(self.step), self.digest,
             self.timestamp_ms, len(self.signature),
-        ) + self.signature
+        ) + self.signature + struct.pack(">H", len(self.message)) + self.message
         return body + struct.pack(">I", zlib.crc32(body))
 
     @classmethod
@@ -115,7 +123,11 @@ class SignState:
         (magic, version, height, round_, step, digest, ts, sig_len) = _HEAD.unpack_from(data)
         if magic != MAGIC or version != VERSION:
             raise SignStateCorrupt("sign state has a wrong magic or version")
-        end = _HEAD.size + sig_len
+        sig_end = _HEAD.size + sig_len
+        if len(data) < sig_end + 2 + 4:
+            raise SignStateCorrupt("sign state has a wrong length")
+        (msg_len,) = struct.unpack_from(">H", data, sig_end)
+        end = sig_end + 2 + msg_len
         if len(data) != end + 4:
             raise SignStateCorrupt("sign state has a wrong length")
         (crc,) = struct.unpack_from(">I", data, end)
@@ -123,7 +135,8 @@ class SignState:
             raise SignStateCorrupt("sign state checksum mismatch")
         if step not in (1, 2, 3):
             raise SignStateCorrupt(f"sign state has an unknown step {step}")
-        return cls(height, round_, SignStep(step), digest, ts, data[_HEAD.size:end])
+        return cls(height, round_, SignStep(step), digest, ts, data[_HEAD.size:sig_end],
+                   data[sig_end + 2:end])
 
 
 class SignGuard:
@@ -179,14 +192,18 @@ class SignGuard:
 
     def sign(
         self, height: int, round_: int, step: SignStep, digest: bytes, timestamp_ms: int,
-        signer: Signer,
+        signer: Signer, message: Callable[[bytes], bytes] | None = None,
     ) -> bytes:
-        """Persist the request (fsync) and only then sign; see the module docstring."""
+        """Sign, persist the record (fsync), and only then return the signature; see
+        the module docstring. ``message(signature)`` gives the bytes to store with it."""
         stored = self.check(height, round_, step, digest)
         if stored is not None:
             return stored
         signature = signer(digest)
-        new = SignState(height, round_, step, digest, timestamp_ms, signature)
+        body = b"" if message is None else message(signature)
+        if len(body) > 0xFFFF:
+            raise UsageError("a signed message to store is at most 65535 bytes")
+        new = SignState(height, round_, step, digest, timestamp_ms, signature, body)
         try:
             self._persist(new)
         except OSError as exc:
@@ -202,8 +219,24 @@ class SignGuard:
         step = SignStep.PREVOTE if vote.type == VoteType.PREVOTE else SignStep.PRECOMMIT
         vote = self._reuse_timestamp(vote, vote.height, vote.round, step, chain_id)
         digest = vote.signing_digest(chain_id)
-        sig = self.sign(vote.height, vote.round, step, digest, vote.timestamp_ms, signer)
+        sig = self.sign(
+            vote.height, vote.round, step, digest, vote.timestamp_ms, signer,
+            lambda s: dataclasses.replace(vote, signature=s).encode(),
+        )
         return dataclasses.replace(vote, signature=sig)
+
+    def last_vote(self) -> Vote | None:
+        """The last signed message if it is a vote (to re-send after a restart)."""
+        from chain.errors import DecodeError
+        from chain.types import Vote
+
+        st = self._state
+        if st is None or st.step == SignStep.PROPOSAL or not st.message:
+            return None
+        try:
+            return Vote.decode_untrusted(st.message)
+        except DecodeError:
+            return None
 
     def sign_proposal(self, proposal: Proposal, chain_id: str, signer: Signer) -> Proposal:
         """Sign a proposal, with the same timestamp tolerance as :meth:`sign_vote`."""
@@ -213,7 +246,7 @@ class SignGuard:
         digest = proposal.signing_digest(chain_id)
         sig = self.sign(
             proposal.height, proposal.round, SignStep.PROPOSAL, digest, proposal.timestamp_ms,
-            signer,
+            signer, lambda s: dataclasses.replace(proposal, signature=s).encode(),
         )
         return dataclasses.replace(proposal, signature=sig)
 

@@ -131,3 +131,24 @@ def test_restart_into_an_old_height_cannot_double_sign(tmp_path: Path) -> None:
     assert refused, "the guard should have refused the conflicting votes"
     assert all(e.kind != EntryKind.END_HEIGHT for e in rep.wal.entries)
     rep.wal.close()
+
+
+def test_restart_without_wal_resends_the_last_signed_vote(tmp_path: Path) -> None:
+    """The WAL is gone and the vote never reached anyone: the sign state still
+    holds it, and the restarted replica tallies and re-broadcasts it."""
+    keys = make_keys(4)
+    vs = make_valset(keys)
+    wal = WAL.open(tmp_path / "wal")
+    guard = SignGuard.open(tmp_path / "ss", create=True)
+    rep = Replica(CHAIN_ID, PARAMS, wal, guard, keys[0].sign, keys[0].public_key.raw)
+    rep.start(1, vs, now_ms=T0)
+    rep.on_timeout(c.Step.PROPOSE, 1, 0, now_ms=T0)  # prevote nil
+    (prevote,) = rep.signed_votes
+    wal.close()
+    (tmp_path / "wal").unlink()
+    rep2 = Replica(CHAIN_ID, PARAMS, WAL.open(tmp_path / "wal"), SignGuard.open(tmp_path / "ss"),
+                   keys[0].sign, keys[0].public_key.raw)
+    out = rep2.start(1, vs, now_ms=T0 + 10)
+    assert c.Broadcast(prevote) in out
+    assert rep2.core.vote_indices(0, VoteType.PREVOTE) == frozenset({0})
+    rep2.wal.close()

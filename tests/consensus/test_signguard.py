@@ -136,3 +136,13 @@ def test_corrupt_or_missing_state_refuses_to_start(tmp_path: Path) -> None:
         SignGuard.open(p).check(-1, 0, SignStep.PREVOTE, b"")
     assert SignState.decode(bytes(data)).height == 5
     os.remove(p)
+
+
+def test_last_signed_vote_is_kept_for_resending(tmp_path: Path) -> None:
+    p = tmp_path / "ss"
+    g = SignGuard.open(p, create=True)
+    assert g.last_vote() is None
+    s = g.sign_vote(v(VoteType.PRECOMMIT, 9, 2, b"\x05" * 32), CHAIN_ID, KEY.sign)
+    assert SignGuard.open(p).last_vote() == s
+    g.sign_proposal(Proposal(10, 0, -1, b"\x03" * 32, T0, 0), CHAIN_ID, KEY.sign)
+    assert SignGuard.open(p).last_vote() is None
