@@ -86,6 +86,9 @@ class Replica:
 
     def start(self, height: int, valset: ValidatorSet, *, now_ms: int) -> list[HostAction]:
         """Start ``height`` and replay whatever the WAL holds for it."""
+        self._replayed_own.clear()
+        self._replayed_verdicts.clear()
+        self._replayed_own_blocks.clear()
         out = self._perform(self.core.start_height(height, valset, now_ms=now_ms), now_ms)
         out.extend(self._resend_last_vote(height, now_ms))
         entries = self.wal.entries_for_height(height)
