@@ -175,6 +175,8 @@ def main() -> None:
             "proof_decode_verify_per_s": round(len(sample_keys) / decode_verify_s),
             "proof_bytes_p50": int(statistics.median(len(e) for e in encoded)),
             "get_per_s": round(len(sample_keys) / get_s),
+            "node_cache_misses_per_block": round(tree.cache_misses / blocks, 1),
+            "node_cache_mb": round(tree.cache_size[1] / (1 << 20), 1),
             "disk_bytes_per_key": round(dir_bytes(tree_dir) / args.keys, 1),
             "raw_disk_bytes_per_key": round(dir_bytes(raw_dir) / args.keys, 1),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),

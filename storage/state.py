@@ -48,7 +48,7 @@ EMPTY = b""
 INTERNAL_SLOT = 40
 LEAF_SLOT = 64
 MAX_KEY_LEN = 0xFFFF
-DEFAULT_CACHE_BYTES = 96 << 20
+DEFAULT_CACHE_BYTES = 128 << 20
 
 _LEAF = b"\x00"
 _NODE = b"\x01"
@@ -217,10 +217,17 @@ class StateTree:
         self._cache: dict[bytes, bytes] = {}
         self._cache_used = 0
         self._cache_limit = cache_bytes
+        self.cache_misses = 0
+        """Node reads during staging that the cache could not serve (for metrics)."""
         self._pending: StagedVersion | None = None
         self._oldest: int | None = None
         self._latest_seen: int | None = None
         self._refresh_bounds()
+
+    @property
+    def cache_size(self) -> tuple[int, int]:
+        """(node records, accounted bytes) in the node cache."""
+        return len(self._cache), self._cache_used
 
     # -- versions -----------------------------------------------------------------
 
@@ -328,6 +335,7 @@ class StateTree:
         rec = self._cache.get(nk)
         if rec is not None:
             return rec
+        self.cache_misses += 1
         rec = self._load(nk)
         size = len(rec) + len(nk) + 120
         if self._cache_used + size <= self._cache_limit:
@@ -659,9 +667,30 @@ class _Update:
         else:
             h_end, x_end = h_at, x_at
             child = EMPTY
-        new = self.update(child, depth + 1, lo, hi)
-        if new == child:
-            return slot
+        if hi - lo == 1 and len(child) != INTERNAL_SLOT:
+            # One key meeting an empty slot or a leaf: the bottom of most paths.
+            leaf = self.leaves[lo]
+            if not child:
+                if leaf is None:
+                    return slot
+                new = leaf
+                self.changed.append(lo)
+            elif child[32:] == khs[lo]:
+                if leaf == child:
+                    return slot
+                new = EMPTY if leaf is None else leaf
+                self.changed.append(lo)
+            elif leaf is None:
+                return slot
+            else:
+                self.changed.append(lo)
+                pair = [(child[32:], child), (khs[lo], leaf)]
+                pair.sort()
+                new = self.build(pair, depth + 1)
+        else:
+            new = self.update(child, depth + 1, lo, hi)
+            if new == child:
+                return slot
         self.stale.append(nk)
         if new:
             nbm = bm | bit
