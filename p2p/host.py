@@ -28,6 +28,7 @@ frames (`Overflow.DROP`) or disconnects the too-slow peer
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 import math
 import socket
@@ -380,7 +381,13 @@ class Host:
         if peer_id == self.peer_id:
             raise LocalProtocolError("cannot connect to ourselves")
         self._pm.on_dial_started(peer_id)
-        conn = self._start_dial(peer_id, addr)
+        try:
+            resolved = await self._resolve(addr)
+        except DialError:
+            self._pm.on_dial_failed(peer_id, trio.current_time())
+            self._dial_wake.set()
+            raise
+        conn = self._start_dial(peer_id, resolved)
         limit = self.config.handshake_timeout if timeout is None else timeout
         with trio.move_on_after(limit):
             await conn.ready.wait()
@@ -398,6 +405,25 @@ class Host:
                 self._dial_wake.set()
                 raise conn.error
         self._pm.dialing.discard(peer_id)
+
+    async def _resolve(self, addr: Address) -> Address:
+        host, port = addr
+        try:
+            literal = ipaddress.ip_address(host)
+        except ValueError:
+            literal = None
+        if literal is not None:
+            return (str(literal), port)
+        try:
+            infos = await trio.socket.getaddrinfo(
+                host, port, family=self._sock.family, type=socket.SOCK_DGRAM
+            )
+        except (OSError, UnicodeError) as exc:
+            raise DialError(f"cannot resolve {host!r}: {exc}") from exc
+        if not infos:
+            raise DialError(f"cannot resolve {host!r}")
+        sockaddr = infos[0][4]
+        return (str(sockaddr[0]), int(sockaddr[1]))
 
     def disconnect(self, peer_id: PeerId, reason: str = "closed by us") -> None:
         conn = self._peers.get(peer_id)

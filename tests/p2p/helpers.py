@@ -55,11 +55,12 @@ class Node:
         return [e for e in self.events if isinstance(e, PeerConnected)]
 
 
-async def until(condition: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
-    """Poll `condition` every 10 ms; fail the test after `timeout` seconds."""
+async def until(condition: Callable[[], bool], timeout: float = 10.0, what: str = "",
+                step: float = 0.01) -> None:
+    """Poll `condition` every `step` seconds; fail the test after `timeout` seconds."""
     with trio.move_on_after(timeout):
         while not condition():
-            await trio.sleep(0.01)
+            await trio.sleep(step)
         return
     raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
 

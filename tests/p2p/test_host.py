@@ -294,3 +294,13 @@ async def test_crashed_peer_redialling_replaces_its_stale_connection() -> None:
         await until(lambda: a.host.peers == [b.id] and a.host._peers[b.id].outbound is False)
         b.host.send(a.id, BLOCKS, b"after crash")
         await until(lambda: any(e.frame == b"after crash" for e in a.received(BLOCKS)))
+
+
+async def test_dial_by_hostname_and_unresolvable_name() -> None:
+    async with cluster(2) as (a, b):
+        await a.host.connect(b.id, ("localhost", b.addr[1]))
+        assert a.host.peers == [b.id]
+        with pytest.raises(DialError):
+            await a.host.connect(NodeKey.generate().peer_id, ("no-such-host.invalid", 1))
+        with pytest.raises(DialError):  # nobody listens there: handshake timeout
+            await a.host.connect(NodeKey.generate().peer_id, ("127.0.0.1", 9), timeout=0.3)
