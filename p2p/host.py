@@ -706,6 +706,13 @@ class Host:
         self._send_pex(conn, pex.Hello(self.listen_address[1]))
         if conn.outbound:
             self._send_pex(conn, pex.Request())
+        self._nursery.start_soon(self._expect_hello, conn)
+
+    async def _expect_hello(self, conn: _Conn) -> None:
+        # an admitted peer that never says HELLO must not hold a slot forever
+        await trio.sleep(self.config.handshake_timeout)
+        if not conn.announced and conn.state == "admitted":
+            self._close(conn, CLOSE_PROTOCOL, "no HELLO")
 
     def _is_stale(self, conn: _Conn, now: float) -> bool:
         return (

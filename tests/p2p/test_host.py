@@ -22,7 +22,7 @@ from p2p import (
     PeerIdentityError,
     PeerPolicy,
 )
-from p2p.framing import encode_varint
+from p2p.framing import encode_frame, encode_varint
 
 from .helpers import FAST, Node, cluster, running, until
 
@@ -122,32 +122,38 @@ async def test_restart_with_same_key_is_readmitted() -> None:
             await until(lambda: len(b2.received()) == 1, what="frame after restart")
 
 
-async def _inject(evil: Node, victim: Node, raw: bytes) -> None:
-    """Write raw bytes on a fresh channel stream, bypassing every sender-side check."""
+async def _inject(evil: Node, victim: Node, raw: bytes, streams: int = 1,
+                  bidirectional: bool = False) -> None:
+    """Write raw bytes on fresh streams, bypassing every sender-side check."""
     conn = evil.host._peers[victim.id]
-    stream_id = conn.quic.get_next_available_stream_id(is_unidirectional=True)
-    conn.quic.send_stream_data(stream_id, raw)
+    for _ in range(streams):
+        stream_id = conn.quic.get_next_available_stream_id(is_unidirectional=not bidirectional)
+        conn.quic.send_stream_data(stream_id, raw)
     evil.host._mark_dirty(conn)
     await trio.lowlevel.checkpoint()
 
 
 @pytest.mark.parametrize(
-    ("raw", "reason"),
+    ("raw", "reason", "streams", "bidirectional"),
     [
-        (bytes([CONSENSUS]) + bytes.fromhex("4005") + b"hello", "malformed_frame"),
-        (bytes([MEMPOOL]) + encode_varint(256 * 1024 + 1), "oversize_frame"),
-        (bytes([77]) + b"\x01x", "malformed_frame"),
+        (bytes([CONSENSUS]) + bytes.fromhex("4005") + b"hello", "malformed_frame", 1, False),
+        (bytes([MEMPOOL]) + encode_varint(256 * 1024 + 1), "oversize_frame", 1, False),
+        (bytes([77]) + b"\x01x", "malformed_frame", 1, False),
+        (bytes([BLOCKS]) + b"\x01x", "malformed_frame", 2, False),
+        (bytes([BLOCKS]) + b"\x01x", "malformed_frame", 1, True),
     ],
-    ids=["non-minimal-prefix", "oversize", "unknown-channel"],
+    ids=["non-minimal-prefix", "oversize", "unknown-channel", "second-stream-same-channel",
+         "bidirectional-stream"],
 )
-async def test_bad_frames_get_the_sender_banned_and_nobody_else_hurt(raw: bytes,
-                                                                     reason: str) -> None:
+async def test_bad_frames_get_the_sender_banned_and_nobody_else_hurt(
+    raw: bytes, reason: str, streams: int, bidirectional: bool
+) -> None:
     async with cluster(3) as (a, c, evil):
         await c.host.connect(a.id, a.addr)
         await evil.host.connect(a.id, a.addr)
         await evil.host.connect(c.id, c.addr)
         await until(lambda: len(a.host.peers) == 2, what="a has c and evil")
-        await _inject(evil, a, raw)
+        await _inject(evil, a, raw, streams, bidirectional)
         await until(lambda: a.host.is_banned(evil.id), what="ban")
         await until(lambda: evil.id not in a.host.peers and a.id not in evil.host.peers,
                     what="evil disconnected")
@@ -304,3 +310,22 @@ async def test_dial_by_hostname_and_unresolvable_name() -> None:
             await a.host.connect(NodeKey.generate().peer_id, ("no-such-host.invalid", 1))
         with pytest.raises(DialError):  # nobody listens there: handshake timeout
             await a.host.connect(NodeKey.generate().peer_id, ("127.0.0.1", 9), timeout=0.3)
+
+
+async def test_peer_that_never_says_hello_is_dropped() -> None:
+    config = dataclasses.replace(FAST, handshake_timeout=0.5)
+    async with running(config=config) as a, running(config=config) as mute:
+        mute.host._send_pex = lambda conn, msg: None  # type: ignore[method-assign]
+        await mute.host.connect(a.id, a.addr)  # a says HELLO, so mute sees a connected
+        await until(lambda: a.id not in mute.host.peers, what="a drops the mute peer")
+        assert a.connects() == []  # never announced on a's side
+        assert not a.host.is_banned(mute.id)
+
+
+async def test_bad_peer_exchange_message_gets_the_sender_banned() -> None:
+    async with cluster(2) as (a, evil):
+        await evil.host.connect(a.id, a.addr)
+        conn = evil.host._peers[a.id]
+        evil.host._enqueue(conn, 0, encode_frame(bytes.fromhex("920700")))  # unknown tag 7
+        await until(lambda: a.host.is_banned(evil.id), what="ban")
+        await until(lambda: any("bad_pex" in d.reason for d in a.disconnects()))
