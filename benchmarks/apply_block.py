@@ -43,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 import blake3  # noqa: E402
 import nacl.bindings  # noqa: E402
 
+from chain import sigverify  # noqa: E402
 from chain import state as st  # noqa: E402
 from chain import tx as txm  # noqa: E402
 from chain.crypto import PrivateKey, seal  # noqa: E402
@@ -268,7 +269,7 @@ def main() -> None:
             "block_apply_ms_p50": round(statistics.median(ms), 1),
             "block_apply_ms_p99": round(ms[min(len(ms) - 1, int(len(ms) * 0.99))], 1),
             "store": "leveldb",
-            "sigverify": "thread pool",
+            "sigverify": f"{sigverify.default_verifier().kind} pool x{sigverify.default_verifier().workers}",
         }
         print(json.dumps(out))
     finally:

@@ -6,27 +6,35 @@ computes the signing digest (:func:`first_invalid_tx`) and verifies, while the
 main thread decodes and applies the block and stages the new state version.
 The result is joined just before the app-hash check.
 
-Choice by measurement (2-core machine, blocks of 2,000 transactions of the
-apply_block benchmark, median ms a block, all variants interleaved block by
-block in one run; "none" skips verification, "one core" is bare pynacl
-verification of the block):
+Choice by measurement (2-core machine shared with other jobs, blocks of 2,000
+transactions of the apply_block benchmark on LevelDB, median ms a block, all
+variants interleaved block by block in one run; "none" skips verification,
+"one core" is bare pynacl verification of the block's signatures):
 
-=============================  ==========
-                               other load
-=============================  ==========
-none (no verification)         193
-thread pool, 2 threads         325
-process pool, 1 process        277
-process pool, 2 processes      287
-one core, verification alone   142
-=============================  ==========
+=============================  ============  ============
+                               heavy load    lighter load
+=============================  ============  ============
+none (no verification)         193           112
+thread pool, 2 threads         325           239
+process pool, 1 process        277           225
+process pool, 2 processes      287           228
+one core, verification alone   142            97
+=============================  ============  ============
 
 pynacl's ``crypto_sign_open`` is a cffi call that releases the GIL, so
 threads do verify in parallel when nothing else runs (4,000 verifications:
 20.3k/s on one thread, 36.1k/s on two), but next to a main thread that is busy
 in Python they keep waiting for the GIL between calls. A process on the other
-core does not: the default is a process pool of (cores - 1) processes (spawned,
-not forked: the node's process has threads), a thread pool remains available.
+core does not, so the default is a process pool of (cores - 1) processes,
+spawned rather than forked (the node's process has threads); a thread pool
+stays available (``SignatureVerifier(kind="thread")``). A timeline of the
+lighter-load run shows the worker verifying a block in ~180 ms while the main
+thread needs ~170 ms: with other jobs on the machine the two do not get two
+full cores, which is why the gain over "none + one core" is small there.
+
+Spawned workers import the main module: a script that applies blocks must
+keep its work under ``if __name__ == "__main__":`` (the node's click entry
+point does), or use the thread pool.
 
 Each chunk returns the index of its first bad signature; a block reports the
 lowest one.
