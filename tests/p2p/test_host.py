@@ -329,3 +329,17 @@ async def test_bad_peer_exchange_message_gets_the_sender_banned() -> None:
         evil.host._enqueue(conn, 0, encode_frame(bytes.fromhex("920700")))  # unknown tag 7
         await until(lambda: a.host.is_banned(evil.id), what="ban")
         await until(lambda: any("bad_pex" in d.reason for d in a.disconnects()))
+
+
+async def test_consensus_frame_overtakes_a_blocks_backlog() -> None:
+    async with cluster(2) as (a, b):
+        await a.host.connect(b.id, b.addr)
+        await until(lambda: b.host.peers == [a.id])
+        for i in range(128):  # 8 MiB queued on the blocks channel
+            assert a.host.send(b.id, BLOCKS, i.to_bytes(4, "big") + bytes(65532))
+        a.host.send(b.id, CONSENSUS, b"vote")
+        await until(lambda: len(b.received()) == 129, timeout=30, what="everything")
+        order = [e.channel for e in b.received()]
+        # all of it was queued before the driver's next turn, which hands
+        # channels to QUIC most urgent first: the vote leads the 8 MiB of blocks
+        assert order.index(CONSENSUS) <= 1
