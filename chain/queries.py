@@ -307,6 +307,13 @@ def get_token(tree: StateTree, card_id: bytes, serial: int, *, height: int | Non
     return None if t is None else KeyToken(card_id, serial, t[0], t[1], t[2], t[3])
 
 
+def prove_token(tree: StateTree, card_id: bytes, serial: int, *, height: int | None = None) -> Read:
+    """The token record of a key at a height with its proof (value None: no such token)."""
+    r = _Reader(tree, height, True)
+    r.get(sk.token(card_id, serial))
+    return r.reads[0]
+
+
 @dataclass(frozen=True, slots=True)
 class KeysOf:
     owner: bytes

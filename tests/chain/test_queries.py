@@ -151,3 +151,11 @@ def test_long_feed_across_blocks_proves_every_page() -> None:
         assert queries.verify_feed_page(h, page)
     old = queries.get_feed_page(c.tree, fid, height=2, prove=True)
     assert old.items == tuple(expected[:18]) and queries.verify_feed_page(c.results[1].app_hash, old)
+
+
+def test_token_proof(chain: TestChain) -> None:
+    cid = card_id_of(chain, "alice", 0)
+    read = queries.prove_token(chain.tree, cid, 1)
+    assert read.value is not None and queries.verify_reads(app_hash(chain, chain.height), [read])
+    absent = queries.prove_token(chain.tree, cid, 2)
+    assert absent.value is None and queries.verify_reads(app_hash(chain, chain.height), [absent])
