@@ -343,3 +343,14 @@ async def test_consensus_frame_overtakes_a_blocks_backlog() -> None:
         # all of it was queued before the driver's next turn, which hands
         # channels to QUIC most urgent first: the vote leads the 8 MiB of blocks
         assert order.index(CONSENSUS) <= 1
+
+
+async def test_seed_gives_addresses_then_is_let_go() -> None:
+    async with cluster(2) as (seed, c):
+        await c.host.connect(seed.id, seed.addr)
+        await until(lambda: seed.host.peers == [c.id])
+        config = dataclasses.replace(FAST, seeds=((seed.id, seed.addr),))
+        async with running(config=config) as a:
+            # a dials the seed, learns c's address, drops the seed and dials c
+            await until(lambda: a.host.peers == [c.id], what="a connected to c only")
+            assert any(d.peer_id == seed.id and "seed" in d.reason for d in a.disconnects())
