@@ -135,13 +135,16 @@ def test_sigkill_at_random_moments(tmp_path: Path) -> None:
     elapsed = time.monotonic() - started
     assert committed >= KILLS, f"only {committed} versions in {KILLS} runs"
     print(f"{KILLS} kills, {committed + 1} versions, {elapsed:.1f}s, seed {SEED}")
-    # Pruning ran (the oldest kept version moved) and kept what it promised.
+    # Pruning ran (the oldest kept version moved) and never went past what the
+    # child asked for (a kill may skip a prune; the next one catches up).
     kv = LevelKV.open(path)
     try:
         tree = StateTree(kv)
         oldest = tree.oldest_version
-        assert oldest is not None and oldest > 0
+        assert oldest is not None and 0 < oldest <= committed - KEEP_VERSIONS
         last_prune = max(v for v in range(committed + 1) if prunes_at(v))
-        assert oldest >= last_prune - KEEP_VERSIONS - 7
+        assert oldest <= last_prune - KEEP_VERSIONS
+        for v in range(oldest, committed + 1):
+            assert tree.root(v) == model.root(v)
     finally:
         kv.close()
