@@ -52,9 +52,10 @@ class ChannelSpec:
     def __post_init__(self) -> None:
         if not 0 <= self.id <= 255:
             raise ConfigError(f"channel id {self.id} not in 0..255")
-        if self.max_frame_size <= 0 or self.queue_bytes < self.max_frame_size:
+        # the queue must hold the largest frame with its 8-byte length prefix
+        if self.max_frame_size <= 0 or self.queue_bytes < self.max_frame_size + 8:
             raise ConfigError(
-                f"channel {self.name}: need 0 < max_frame_size <= queue_bytes"
+                f"channel {self.name}: need 0 < max_frame_size <= queue_bytes - 8"
             )
 
 

@@ -36,6 +36,7 @@ import ssl
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import trio
 from aioquic.buffer import Buffer  # type: ignore[attr-defined]  # re-exported from _buffer
@@ -406,14 +407,20 @@ class Host:
                 raise conn.error
         self._pm.dialing.discard(peer_id)
 
-    async def _resolve(self, addr: Address) -> Address:
+    async def _resolve(self, addr: Address) -> tuple[Any, ...]:
+        # The result must equal the address recvfrom reports for the peer's
+        # datagrams (aioquic matches network paths by it): a 4-tuple on IPv6.
         host, port = addr
+        ipv6 = self._sock.family == socket.AF_INET6
         try:
             literal = ipaddress.ip_address(host)
         except ValueError:
             literal = None
         if literal is not None:
-            return (str(literal), port)
+            if not ipv6:
+                return (str(literal), port)
+            text = str(literal) if literal.version == 6 else f"::ffff:{literal}"
+            return (text, port, 0, 0)
         try:
             infos = await trio.socket.getaddrinfo(
                 host, port, family=self._sock.family, type=socket.SOCK_DGRAM
@@ -422,8 +429,7 @@ class Host:
             raise DialError(f"cannot resolve {host!r}: {exc}") from exc
         if not infos:
             raise DialError(f"cannot resolve {host!r}")
-        sockaddr = infos[0][4]
-        return (str(sockaddr[0]), int(sockaddr[1]))
+        return tuple(infos[0][4])
 
     def disconnect(self, peer_id: PeerId, reason: str = "closed by us") -> None:
         conn = self._peers.get(peer_id)
@@ -896,12 +902,12 @@ class Host:
 
     # -- dialling ------------------------------------------------------------------
 
-    def _start_dial(self, peer_id: PeerId, addr: Address) -> _Conn:
+    def _start_dial(self, peer_id: PeerId, sockaddr: tuple[Any, ...]) -> _Conn:
         quic = QuicConnection(configuration=self._client_cfg)
-        conn = _Conn(quic, addr, True, peer_id, self._specs)
+        conn = _Conn(quic, (str(sockaddr[0]), int(sockaddr[1])), True, peer_id, self._specs)
         self._conns.add(conn)
         self._register_cid(conn, quic.host_cid)
-        quic.connect(addr, now=trio.current_time())
+        quic.connect(sockaddr, now=trio.current_time())
         self._mark_dirty(conn)
         return conn
 

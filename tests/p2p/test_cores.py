@@ -74,9 +74,11 @@ def test_channel_spec_validation() -> None:
     with pytest.raises(ConfigError):
         ChannelSpec(1, "x", 0, 10, 5, Overflow.DROP)
     with pytest.raises(ConfigError):
-        check_channels([ChannelSpec(1, "x", 0, 10, 10, Overflow.DROP)])
+        ChannelSpec(1, "x", 0, 10, 17, Overflow.DROP)  # no room for the prefix
     with pytest.raises(ConfigError):
-        check_channels([ChannelSpec(0, "a", 0, 10, 10, Overflow.DROP)] * 2)
+        check_channels([ChannelSpec(1, "x", 0, 10, 18, Overflow.DROP)])  # no channel 0
+    with pytest.raises(ConfigError):
+        check_channels([ChannelSpec(0, "a", 0, 10, 18, Overflow.DROP)] * 2)
 
 
 # -- gossip -----------------------------------------------------------------------------

@@ -261,7 +261,7 @@ async def test_custom_channel_and_config_errors() -> None:
     from p2p import ConfigError, HostConfig
 
     with pytest.raises(ConfigError):
-        HostConfig(channels=(ChannelSpec(1, "c", 0, 10, 10, Overflow.DROP),))
+        HostConfig(channels=(ChannelSpec(1, "c", 0, 10, 18, Overflow.DROP),))
     with pytest.raises(ConfigError):
         HostConfig(max_datagram_size=100)
     extra = (*DEFAULT_CHANNELS, ChannelSpec(40, "content", 2, 1 << 20, 4 << 20, Overflow.DROP))
@@ -354,3 +354,22 @@ async def test_seed_gives_addresses_then_is_let_go() -> None:
             # a dials the seed, learns c's address, drops the seed and dials c
             await until(lambda: a.host.peers == [c.id], what="a connected to c only")
             assert any(d.peer_id == seed.id and "seed" in d.reason for d in a.disconnects())
+
+
+def _ipv6_loopback_works() -> bool:
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _ipv6_loopback_works(), reason="no IPv6 loopback on this machine")
+async def test_ipv6_loopback() -> None:
+    async with running(listen=("::1", 0)) as a, running(listen=("::1", 0)) as b:
+        await a.host.connect(b.id, ("::1", b.addr[1]))
+        a.host.send(b.id, BLOCKS, b"v6")
+        await until(lambda: [e.frame for e in b.received(BLOCKS)] == [b"v6"])
