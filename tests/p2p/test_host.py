@@ -373,3 +373,22 @@ async def test_ipv6_loopback() -> None:
         await a.host.connect(b.id, ("::1", b.addr[1]))
         a.host.send(b.id, BLOCKS, b"v6")
         await until(lambda: [e.frame for e in b.received(BLOCKS)] == [b"v6"])
+
+
+async def test_bad_listen_address_and_use_after_close() -> None:
+    from p2p import HostClosed
+
+    with pytest.raises(LocalProtocolError):
+        async with running(listen=("no-such-host.invalid", 0)):
+            pass
+    async with running() as a:
+        with pytest.raises(LocalProtocolError):  # the port is taken
+            async with running(listen=a.addr):
+                pass
+        host = a.host
+    with pytest.raises(HostClosed):
+        host.broadcast(CONSENSUS, b"late")
+    with pytest.raises(HostClosed):
+        await host.connect(NodeKey.generate().peer_id, ("127.0.0.1", 9))
+    with pytest.raises(HostClosed):
+        await host.next_event()
