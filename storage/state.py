@@ -56,6 +56,9 @@ _VALUE_PRESENT = b"\x01"
 _VALUE_DELETED = b"\x00"
 _POP = tuple(bin(i).count("1") for i in range(1 << 16))
 _NODE_PREFIX = keys.STATE_NODE
+_U16 = tuple(i.to_bytes(2, "big") for i in range(1 << 16))
+_DEPTH = tuple(bytes([d]) for d in range(65))
+_HIGH = tuple(bytes([b & 0xF0]) for b in range(256))
 _HEX = {c: int(c, 16) for c in "0123456789abcdef"}
 
 
@@ -568,12 +571,15 @@ class StateTree:
 class _Update:
     """One staging pass: recursive update of the tree over sorted key hashes."""
 
-    __slots__ = ("changed", "hexes", "khs", "leaves", "nodes", "stale", "tree", "vbytes", "version")
+    __slots__ = (
+        "cache", "changed", "hexes", "khs", "leaves", "nodes", "stale", "tree", "vbytes", "version",
+    )
 
     def __init__(
         self, tree: StateTree, version: int, khs: list[bytes], leaves: list[bytes | None]
     ) -> None:
         self.tree = tree
+        self.cache = tree._cache
         self.version = version
         self.vbytes = version.to_bytes(8, "big")
         self.khs = khs
@@ -640,12 +646,16 @@ class _Update:
             elif len(items) == 1 and items[0][1] == slot:
                 return slot
             return self.build(items, depth)
-        path = encode_path(khs[lo], depth)
+        kh0 = khs[lo]
+        half = depth >> 1
+        if depth & 1:
+            path = _DEPTH[depth] + kh0[:half] + _HIGH[kh0[half]]
+        else:
+            path = _DEPTH[depth] + kh0[:half]
         nk = _NODE_PREFIX + slot[32:40] + path
-        tree = self.tree
-        rec = tree._cache.get(nk)
+        rec = self.cache.get(nk)
         if rec is None:
-            rec = tree._load_cached(nk)
+            rec = self.tree._load_cached(nk)
         hexes = self.hexes
         first = hexes[lo][depth]
         if first != hexes[hi - 1][depth]:
@@ -706,8 +716,8 @@ class _Update:
             extras = rec[xs:x_at] + rec[x_end:]
         if nlm == nbm and _POP[nbm] == 1:
             return hs + extras
-        head = bytes((nbm >> 8, nbm & 0xFF))
-        self.nodes.append((_NODE_PREFIX + self.vbytes + path, head + bytes((nlm >> 8, nlm & 0xFF)) + hs + extras))
+        head = _U16[nbm]
+        self.nodes.append((_NODE_PREFIX + self.vbytes + path, head + _U16[nlm] + hs + extras))
         return blake3(_NODE + head + hs).digest() + self.vbytes
 
     def _update_many(
