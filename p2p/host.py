@@ -74,6 +74,7 @@ CLOSE_REFUSED = 0x3
 CLOSE_TOO_SLOW = 0x4
 
 _CID_LENGTH = 8
+_EARLY_BYTES_MAX = 4 * 1024 * 1024  # frames held for a peer whose HELLO is late
 
 
 class _ServerConnection(QuicConnection):
@@ -175,6 +176,8 @@ class _Conn:
         "announced",
         "cids",
         "drained",
+        "early",
+        "early_bytes",
         "error",
         "expected",
         "in_channels",
@@ -215,6 +218,8 @@ class _Conn:
         self.pex_answered = -math.inf
         self.drained = trio.Event()
         self.announced = False
+        self.early: list[tuple[int, bytes]] = []
+        self.early_bytes = 0
 
 
 class Host:
@@ -757,6 +762,14 @@ class Host:
             for frame in frames:
                 if channel is None or conn.state != "admitted":
                     break
+                if channel != PEX and not conn.announced:
+                    # streams are independent: frames may overtake the HELLO;
+                    # hold them so the application hears of the peer first
+                    conn.early.append((channel, frame))
+                    conn.early_bytes += len(frame)
+                    if conn.early_bytes > _EARLY_BYTES_MAX:
+                        self._close(conn, CLOSE_PROTOCOL, "too much data before HELLO")
+                    continue
                 self._on_frame(conn, channel, frame, now)
         except RemoteProtocolError as exc:
             self._violation(conn, exc, now)
@@ -805,6 +818,9 @@ class Host:
             self._notify_peers_changed()
             self._emit(PeerConnected(peer_id, conn.addr, conn.outbound))
             conn.ready.set()
+            early, conn.early = conn.early, []
+            for channel, frame in early:
+                self._on_frame(conn, channel, frame, now)
         elif isinstance(msg, pex.Request):
             # answer at most one request per interval; extra requests are ignored
             if now - conn.pex_answered >= self.config.pex_interval:

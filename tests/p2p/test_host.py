@@ -392,3 +392,29 @@ async def test_bad_listen_address_and_use_after_close() -> None:
         await host.connect(NodeKey.generate().peer_id, ("127.0.0.1", 9))
     with pytest.raises(HostClosed):
         await host.next_event()
+
+
+async def test_frames_that_overtake_the_hello_wait_for_it() -> None:
+    from p2p import pex as pexmod
+
+    async with cluster(2) as (a, b):
+        held: list[object] = []
+        real_send_pex = a.host._send_pex
+
+        def hold_hello(conn: object, msg: pexmod.PexMessage) -> None:
+            if isinstance(msg, pexmod.Hello):
+                held.append((conn, msg))
+            else:
+                real_send_pex(conn, msg)  # type: ignore[arg-type]
+
+        a.host._send_pex = hold_hello  # type: ignore[method-assign,assignment]
+        await a.host.connect(b.id, b.addr)  # b's HELLO reached a; a's is held back
+        a.host.send(b.id, CONSENSUS, b"early vote")
+        await until(lambda: a.id in b.host._peers and len(b.host._peers[a.id].early) == 1,
+                    what="arrival")
+        assert b.received() == [] and b.connects() == []  # held: b has not met a yet
+        for conn, msg in held:
+            real_send_pex(conn, msg)  # type: ignore[arg-type]
+        await until(lambda: len(b.received()) == 1, what="delivery after HELLO")
+        kinds = [type(e).__name__ for e in b.events]
+        assert kinds == ["PeerConnected", "Received"]
