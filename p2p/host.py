@@ -387,30 +387,33 @@ class Host:
         if peer_id == self.peer_id:
             raise LocalProtocolError("cannot connect to ourselves")
         self._pm.on_dial_started(peer_id)
+        conn: _Conn | None = None
+        succeeded = False
         try:
-            resolved = await self._resolve(addr)
-        except DialError:
-            self._pm.on_dial_failed(peer_id, trio.current_time())
-            self._dial_wake.set()
-            raise
-        conn = self._start_dial(peer_id, resolved)
-        limit = self.config.handshake_timeout if timeout is None else timeout
-        with trio.move_on_after(limit):
-            await conn.ready.wait()
-        if not conn.ready.is_set():
-            self._close(conn, CLOSE_NORMAL, "handshake timeout")
-            conn.error = DialError(f"handshake with {addr} timed out")
-        if conn.error is not None:
-            # refused as a duplicate: the peer may be connected over its own dial
-            other = self._peers.get(peer_id)
-            if other is not None and other is not conn:
-                with trio.move_on_after(limit):
-                    await other.ready.wait()
-            if peer_id not in self.peers:
+            conn = self._start_dial(peer_id, await self._resolve(addr))
+            limit = self.config.handshake_timeout if timeout is None else timeout
+            with trio.move_on_after(limit):
+                await conn.ready.wait()
+            if not conn.ready.is_set():
+                self._close(conn, CLOSE_NORMAL, "handshake timeout")
+                conn.error = DialError(f"handshake with {addr} timed out")
+            if conn.error is not None:
+                # refused as a duplicate: the peer may be connected over its own dial
+                other = self._peers.get(peer_id)
+                if other is not None and other is not conn:
+                    with trio.move_on_after(limit):
+                        await other.ready.wait()
+                if peer_id not in self.peers:
+                    raise conn.error
+            succeeded = True
+        finally:
+            if succeeded:
+                self._pm.dialing.discard(peer_id)
+            else:  # failed or cancelled: never leave a half-open dial behind
+                if conn is not None and not conn.ready.is_set():
+                    self._close(conn, CLOSE_NORMAL, "dial abandoned")
                 self._pm.on_dial_failed(peer_id, trio.current_time())
                 self._dial_wake.set()
-                raise conn.error
-        self._pm.dialing.discard(peer_id)
 
     async def _resolve(self, addr: Address) -> tuple[Any, ...]:
         # The result must equal the address recvfrom reports for the peer's

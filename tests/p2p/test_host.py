@@ -418,3 +418,12 @@ async def test_frames_that_overtake_the_hello_wait_for_it() -> None:
         await until(lambda: len(b.received()) == 1, what="delivery after HELLO")
         kinds = [type(e).__name__ for e in b.events]
         assert kinds == ["PeerConnected", "Received"]
+
+
+async def test_cancelled_dial_leaves_nothing_behind() -> None:
+    async with running() as a:
+        silent = NodeKey.generate().peer_id
+        with trio.move_on_after(0.2):
+            await a.host.connect(silent, ("127.0.0.1", 9))  # nobody answers
+        assert silent not in a.host._pm.dialing
+        await until(lambda: not a.host._conns, what="abandoned connection gone")
