@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 from blake3 import blake3
+from hypothesis import given
+from hypothesis import strategies as st
 
 from p2p import pex
 from p2p.channels import (
@@ -15,7 +17,14 @@ from p2p.channels import (
     SendQueue,
     check_channels,
 )
-from p2p.errors import ConfigError, KeyFileError, PeerIdentityError, RemoteProtocolError
+from p2p.errors import (
+    ConfigError,
+    KeyFileError,
+    P2PError,
+    PeerIdentityError,
+    RemoteProtocolError,
+)
+from p2p.framing import StreamDecoder
 from p2p.gossip import SeenCache, compute_forward_targets, message_id
 from p2p.identity import NodeKey, parse_peer_address, parse_peer_id, peer_id_from_certificate
 
@@ -234,3 +243,28 @@ def test_parse_peer_address() -> None:
             parse_peer_address(bad)
     with pytest.raises(ConfigError):
         parse_peer_id("zz")
+
+
+# -- untrusted input never escapes as anything but the package's errors ------------------
+
+
+@given(st.binary(max_size=200))
+def test_pex_decoder_raises_only_remote_protocol_error(data: bytes) -> None:
+    try:
+        msg = pex.decode_pex_untrusted(data)
+    except RemoteProtocolError:
+        return
+    assert pex.encode_pex(msg) == data
+
+
+@given(st.lists(st.binary(max_size=40), max_size=10), st.booleans())
+def test_stream_decoder_raises_only_p2p_errors(chunks: list[bytes], end: bool) -> None:
+    dec = StreamDecoder({0: 50, 1: 1000})
+    try:
+        for chunk in chunks:
+            for frame in dec.feed(chunk):
+                assert len(frame) <= dec.max_frame_size
+        if end:
+            dec.end_of_stream()
+    except P2PError as exc:
+        assert isinstance(exc, RemoteProtocolError)
