@@ -90,6 +90,7 @@ PARAMS = ConsensusParams(
 SILENT = "silent"
 DOUBLE_VOTE = "double_vote"
 EQUIVOCATE = "equivocate"
+INVALID_BLOCK = "invalid_block"
 
 log = logging.getLogger("tools.sim")
 
@@ -159,7 +160,8 @@ def make_scenario(seed: int, validators: int | None = None) -> Scenario:
     for i in order[: rng.randint(0, max(0, (n - 1) // 3))]:
         if 3 * (byz_power + powers[i]) < total:
             byz_power += powers[i]
-            byzantine[i] = rng.choice((SILENT, DOUBLE_VOTE, EQUIVOCATE, DOUBLE_VOTE + "+" + EQUIVOCATE))
+            byzantine[i] = rng.choice((SILENT, DOUBLE_VOTE, EQUIVOCATE, DOUBLE_VOTE + "+" + EQUIVOCATE,
+                                       INVALID_BLOCK))
     honest = [i for i in range(n) if i not in byzantine]
     partitions: list[Partition] = []
     for _ in range(rng.choice((0, 0, 1, 2))):
@@ -379,6 +381,13 @@ class SimNode:
             for p in peers:
                 self.sim.send(self.idx, p, ("vote", msg))
         else:
+            if INVALID_BLOCK in kind and msg.pol_round == -1 and a.block is not None:
+                # a block the chain rejects (wrong app hash): honest nodes prevote nil
+                bad = dataclasses.replace(
+                    a.block, header=dataclasses.replace(a.block.header, app_hash=bytes(32))
+                )
+                msg = dataclasses.replace(msg, block_hash=bad.hash()).signed(self.key, CHAIN_ID)
+                a = c.Broadcast(msg, bad)
             if EQUIVOCATE in kind and msg.pol_round == -1 and a.block is not None:
                 other = self.build_block(msg.height, msg.round, variant=1)
                 if other is not None:

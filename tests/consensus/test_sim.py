@@ -41,7 +41,9 @@ def test_the_seeds_exercise_the_faults() -> None:
     partitions, crashes with damaged WALs, loss and duplication."""
     scs = [sim.make_scenario(s) for s in range(CHUNKS * SEEDS_PER_CHUNK)]
     kinds = {k for sc in scs for k in sc.byzantine.values()}
-    assert {sim.SILENT, sim.DOUBLE_VOTE, sim.EQUIVOCATE} <= {p for k in kinds for p in k.split("+")}
+    assert {sim.SILENT, sim.DOUBLE_VOTE, sim.EQUIVOCATE, sim.INVALID_BLOCK} <= {
+        p for k in kinds for p in k.split("+")
+    }
     assert sum(1 for sc in scs if sc.partitions) > 50
     damages = {cr.wal_damage for sc in scs for cr in sc.crashes}
     assert damages == {"none", "truncate", "bitflip", "chop"}
