@@ -2,10 +2,12 @@
 
 Each seed builds a scenario from ``random.Random(seed)``: 4..10 validators with
 random voting power, Byzantine validators holding less than 1/3 of the power
-(silent, double voter, equivocating proposer), a lossy in-memory network (drop,
-duplicate, random delay - hence reorder -, partitions that heal) and crashes of
+(silent, double voter, equivocating proposer, invalid-block proposer), a lossy
+in-memory network (drop, duplicate, random delay - hence reorder -, partitions
+that heal) and crashes of
 honest validators that restart from their WAL and sign-state files (real files
-in a temporary directory, with torn or corrupted WAL tails injected). Every
+in a temporary directory, /dev/shm when available, with torn or corrupted WAL
+tails injected). Every
 honest validator runs the real :class:`consensus.replica.Replica` (core + WAL +
 sign guard) with real Ed25519 keys and signatures.
 
