@@ -17,7 +17,7 @@ from consensus.evidence import EvidencePool, detect_duplicate, is_conflicting
 from consensus.proposer import ProposerSchedule, compute_stride, proposer_index
 from consensus.votes import HeightVotes, is_one_third, is_two_thirds
 
-from .helpers import CHAIN_ID, T0, make_block, make_keys, make_valset, vote
+from .helpers import CHAIN_ID, make_block, make_keys, make_valset, vote
 
 PV, PC = VoteType.PREVOTE, VoteType.PRECOMMIT
 
@@ -53,9 +53,7 @@ def test_proposer_golden_vector() -> None:
     """Fixed: any change to the algorithm changes every chain's proposers."""
     assert compute_stride(28) == 17
     sched = ProposerSchedule.from_powers([7, 7, 1, 5, 8])
-    assert [sched.proposer_index(h, 0) for h in range(1, 13)] == [
-        sched.proposer_index(h, 0) for h in range(1, 13)
-    ]
+    assert [sched.proposer_index(h, 0) for h in range(1, 13)] == [3, 0, 4, 1, 0, 3, 1, 4, 1, 0, 3, 1]
     assert [ProposerSchedule.from_powers([5, 1, 2, 2]).proposer_index(h, 0) for h in range(10)] == [
         0, 2, 0, 0, 3, 1, 0, 3, 2, 0,
     ]
@@ -214,4 +212,3 @@ def test_fall_back_rule() -> None:
     assert not bs.should_fall_back(10, {"a": 12, "b": 13})
     assert bs.should_fall_back(10, {"a": 14})
     assert not bs.should_fall_back(10, {})
-    assert T0 > 0
