@@ -427,3 +427,29 @@ async def test_cancelled_dial_leaves_nothing_behind() -> None:
             await a.host.connect(silent, ("127.0.0.1", 9))  # nobody answers
         assert silent not in a.host._pm.dialing
         await until(lambda: not a.host._conns, what="abandoned connection gone")
+
+
+async def test_slow_application_inbox_drops_mempool_and_holds_consensus() -> None:
+    from p2p import Host, Received
+
+    config = dataclasses.replace(FAST, inbox_size=5)
+    b_key = NodeKey.generate()
+    async with running() as a, Host.open(b_key, ("127.0.0.1", 0), config) as b:
+        await a.host.connect(b_key.peer_id, b.listen_address)
+        # nobody reads b's events: mempool frames beyond the inbox are dropped...
+        for i in range(20):
+            a.host.send(b_key.peer_id, MEMPOOL, b"tx%d" % i)
+        await until(lambda: b.metrics.frames_received[MEMPOOL] == 20, what="mempool arrived")
+        assert b.metrics.frames_dropped[MEMPOOL] >= 15
+        # ...while consensus frames wait (the driver waits for the application)
+        for i in range(20):
+            a.host.send(b_key.peer_id, CONSENSUS, b"vote%d" % i)
+        await until(lambda: b._undelivered > 5, what="driver holding events")
+        votes: list[bytes] = []
+        with trio.fail_after(10):
+            async for event in b.events():
+                if isinstance(event, Received) and event.channel == CONSENSUS:
+                    votes.append(event.frame)
+                    if len(votes) == 20:
+                        break
+        assert votes == [b"vote%d" % i for i in range(20)]
