@@ -108,6 +108,12 @@ def publish_card(
         raise TxBuildError(f"cipher must be one of {', '.join(txm.CIPHERS)}, got {cipher!r}")
     if preview and preview_hash:
         raise TxBuildError("give an inline preview or a preview hash, not both")
+    if not txm.MIN_CHUNK_SIZE <= chunk_size <= txm.MAX_CHUNK_SIZE or chunk_size & (chunk_size - 1):
+        raise TxBuildError(
+            f"chunk size must be a power of two in [{txm.MIN_CHUNK_SIZE}, {txm.MAX_CHUNK_SIZE}], got {chunk_size}"
+        )
+    if not 1 <= size <= txm.MAX_CONTENT_SIZE:
+        raise TxBuildError(f"size must be in [1, {txm.MAX_CONTENT_SIZE}], got {size}")
     return txm.PublishCard(
         content_root=_hash(content_root, "content_root"),
         size=size,
