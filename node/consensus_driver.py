@@ -1,0 +1,462 @@
+"""The trio task that owns the consensus Replica.
+
+Theory of operation. Every input of consensus (peers' proposals, votes,
+commits and blocks, our own built blocks, the chain's verdicts) arrives through
+ONE memory channel; timers live in a heap keyed by ``trio.current_time()``
+deadlines and are never cancelled (the core ignores stale ones by height, round
+and step). The loop waits for the next input or the earliest deadline, then,
+outside that wait, feeds the replica and performs the actions it returns in
+order (docs/consensus.md, section 6):
+
+* ``Broadcast`` -> gossip on the consensus channel (p2p forwards it on);
+* ``ScheduleTimeout`` -> a timer;
+* ``CreateBlock`` -> a task: mempool reap + evidence + ``finish_block`` on a
+  worker thread; the finished block comes back as an input;
+* ``ValidateBlock`` -> a task: ``apply_block`` on a worker thread; the verdict
+  comes back as an input and the result is kept by hash for the commit;
+* ``Decide`` -> inline: commit (block, commit, staged state, tx indexes in one
+  synced batch), ``replica.decided``, ``replica.set_next_validators(h + 1)``;
+* ``RequestBlock`` -> ask every peer on the blocks channel;
+* ``ReportEvidence`` -> the evidence pool, gossip, a warning in the log.
+
+The replica itself does the WAL and the sign guard (sign, fsync, then the
+signed message is returned for broadcast). The wall clock is read only for
+``now_ms`` (vote timestamps, the block-time drift check); timers use trio's
+clock, so tests may run under a MockClock.
+
+Block sync pauses the driver (:meth:`pause`) before it applies a block and
+restarts it at a higher height (:meth:`start`); while paused, inputs and timers
+are dropped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from chain import crypto
+from chain.errors import ChainError
+from chain.merkle import EMPTY_ROOT
+from chain.state import LANES
+from chain.types import (
+    Block,
+    Commit,
+    DuplicateVoteEvidence,
+    Header,
+    Proposal,
+    VoteType,
+    commit_hash,
+    compute_block_time,
+    compute_evidence_hash,
+    compute_lane_root,
+)
+from consensus import core as c
+from consensus.errors import ConsensusError, DoubleSignRefused, InvalidMessage
+from consensus.replica import HostAction, Replica
+from node import wire
+from node.log import get_logger
+from node.node import ConsensusFailure, Node
+from p2p import BLOCKS, CONSENSUS, NotConnected
+
+log = get_logger("consensus")
+
+STEP_NAMES = {c.Step.PROPOSE: "propose", c.Step.PREVOTE: "prevote",
+              c.Step.PRECOMMIT: "precommit", c.Step.COMMIT: "commit"}
+
+
+def wall_ms() -> int:
+    """The wall clock in ms (block time and vote timestamps only)."""
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class _PeerMsg:
+    peer: bytes
+    msg: wire.ProposalMessage | wire.VoteMessage | wire.CommitMessage | wire.EvidenceMessage
+
+
+@dataclass(frozen=True, slots=True)
+class _BlockIn:
+    peer: bytes | None
+    block: Block
+
+
+@dataclass(frozen=True, slots=True)
+class _Verdict:
+    height: int
+    block_hash: bytes
+    valid: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _OwnBlock:
+    height: int
+    round: int
+    block: Block
+
+
+_Input = _PeerMsg | _BlockIn | _Verdict | _OwnBlock
+
+
+class ConsensusDriver:
+    """Drives one node's Replica; see the module docstring."""
+
+    def __init__(self, node: Node, host: Any) -> None:
+        self.node = node
+        self.host = host
+        g = node.genesis
+        key = node.validator_key
+        self.replica = Replica(
+            g.chain_id, g.consensus_params, _require(node.wal), node.guard,
+            None if key is None else key.sign, node.validator_pubkey,
+            on_sign_refused=self._on_sign_refused,
+        )
+        self.running = False
+        self.started = False
+        self._send, self._recv = trio.open_memory_channel[_Input](math.inf)
+        self._timers: list[tuple[float, int, c.Step, int, int]] = []
+        self._seq = 0
+        self._lock = trio.Lock()
+        self._nursery: trio.Nursery | None = None
+        self.evidence_seen: list[DuplicateVoteEvidence] = []
+        self.sign_refusals = 0
+        self._sent_commit: dict[bytes, int] = {}
+
+    # --- public ----------------------------------------------------------------------
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """The driver loop (runs until cancelled)."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            while True:
+                deadline = self._timers[0][0] if self._timers else math.inf
+                item: _Input | None = None
+                with trio.move_on_at(deadline):
+                    item = await self._recv.receive()
+                async with self._lock:
+                    if item is not None:
+                        await self._handle(item)
+                    await self._fire_due_timers()
+
+    def submit(self, item: _Input) -> None:
+        """Queue an input (never blocks)."""
+        self._send.send_nowait(item)
+
+    def on_peer_message(self, peer: bytes, msg: Any) -> None:
+        self.submit(_PeerMsg(peer, msg))
+
+    def on_block(self, peer: bytes | None, block: Block) -> None:
+        self.submit(_BlockIn(peer, block))
+
+    async def start(self, height: int) -> None:
+        """(Re)start consensus at ``height`` (the height after the last stored block)."""
+        async with self._lock:
+            if self.started and height <= self.replica.core.height:
+                self.running = True
+                log.info("consensus resumed", height=self.replica.core.height)
+                return
+            valset = self.node.state.validator_set(height)
+            self._timers.clear()
+            self.running = True
+            self.started = True
+            self.node.catching_up = False
+            self.node.metrics.consensus_fast_syncing.set(0)
+            log.info("consensus started", height=height, validators=len(valset.validators),
+                     validator=self.replica.core.own_pubkey is not None
+                     and valset.index_of(self.node.validator_pubkey or b"") is not None)
+            actions = self.replica.start(height, valset, now_ms=wall_ms())
+            await self._perform(actions)
+
+    async def pause(self) -> None:
+        """Stop acting (block sync takes over); waits for a half-done step to finish."""
+        async with self._lock:
+            if self.running:
+                log.info("consensus paused for block sync", height=self.replica.core.height)
+            self.running = False
+            self._timers.clear()
+
+    def info(self) -> dict[str, Any]:
+        core = self.replica.core
+        if not self.started:
+            return {"height": self.node.state.height + 1, "round": 0, "step": "sync"}
+        return {"height": core.height, "round": core.round,
+                "step": STEP_NAMES.get(core.step, str(core.step)) if self.running else "sync"}
+
+    def on_peer_connected(self, peer: bytes) -> None:
+        """Send a new peer what it may lack of the current height."""
+        if not self.running:
+            return
+        core = self.replica.core
+        frames: list[bytes] = []
+        for r in range(max(0, core.round - 2), core.round + 1):
+            prop = core.proposal_in(r)
+            if prop is not None and prop[1] is not None:
+                frames.append(wire.encode(wire.ProposalMessage(prop[0], prop[1].encode())))
+            for vt in (VoteType.PREVOTE, VoteType.PRECOMMIT):
+                frames.extend(wire.encode(wire.VoteMessage(v)) for v in core.votes_in(r, vt))
+        for frame in frames:
+            self._send_to(peer, CONSENSUS, frame)
+
+    def on_peer_status(self, peer: bytes, height: int) -> None:
+        """A peer stored ``height``; if it works on a height we stored, send its commit."""
+        target = height + 1
+        if self._sent_commit.get(peer) == target or target > self.node.state.height:
+            return
+        block = self.node.blocks.get_block(target)
+        commit = self.node.blocks.get_commit(target)
+        if block is None or commit is None:
+            return
+        try:
+            cm = Commit.decode_untrusted(commit)
+        except ChainError:
+            return
+        self._sent_commit[peer] = target
+        self._send_to(peer, CONSENSUS, wire.encode(wire.CommitMessage(cm, block)))
+
+    def on_peer_gone(self, peer: bytes) -> None:
+        self._sent_commit.pop(peer, None)
+
+    def known_block(self, block_hash: bytes) -> Block | None:
+        if not self.started:
+            return None
+        return self.replica.core.known_block(block_hash)
+
+    # --- inputs ----------------------------------------------------------------------
+
+    async def _handle(self, item: _Input) -> None:
+        if not self.running:
+            return
+        now = wall_ms()
+        r = self.replica
+        actions: list[HostAction] = []
+        if isinstance(item, _PeerMsg):
+            msg = item.msg
+            try:
+                if isinstance(msg, wire.ProposalMessage):
+                    block = wire.decode_block(msg.block_bytes, self.node.limits)
+                    actions = r.on_proposal(msg.proposal, block, now_ms=now)
+                elif isinstance(msg, wire.VoteMessage):
+                    actions = r.on_vote(msg.vote, now_ms=now)
+                elif isinstance(msg, wire.CommitMessage):
+                    block_opt = (wire.decode_block(msg.block_bytes, self.node.limits)
+                                 if msg.block_bytes else None)
+                    actions = r.on_commit(msg.commit, block_opt, now_ms=now)
+                elif isinstance(msg, wire.EvidenceMessage):
+                    self._add_evidence(msg.evidence, gossip=False)
+            except (InvalidMessage, wire.WireError) as exc:
+                if _is_peer_fault(exc):
+                    self.host.report_violation(item.peer, f"consensus: {exc}")
+                    log.warning("peer sent an invalid consensus message", peer=item.peer.hex()[:16],
+                                error=str(exc))
+                return
+        elif isinstance(item, _BlockIn):
+            if item.block.header.height != r.core.height:
+                return
+            actions = r.on_block(item.block, now_ms=now)
+        elif isinstance(item, _Verdict):
+            if item.height != r.core.height:
+                return
+            actions = r.on_block_verdict(item.block_hash, item.valid, now_ms=now)
+        elif isinstance(item, _OwnBlock):
+            if item.height != r.core.height:
+                return
+            actions = r.on_own_block(item.block, item.round, now_ms=now)
+        await self._perform(actions)
+
+    async def _fire_due_timers(self) -> None:
+        now = trio.current_time()
+        while self._timers and self._timers[0][0] <= now:
+            _, _, step, h, rnd = heapq.heappop(self._timers)
+            if not self.running:
+                continue
+            actions = self.replica.on_timeout(step, h, rnd, now_ms=wall_ms())
+            await self._perform(actions)
+
+    # --- actions ---------------------------------------------------------------------
+
+    async def _perform(self, actions: list[HostAction]) -> None:
+        pending = list(actions)
+        while pending:
+            a = pending.pop(0)
+            if isinstance(a, c.Broadcast):
+                self._broadcast(a)
+            elif isinstance(a, c.ScheduleTimeout):
+                self._seq += 1
+                heapq.heappush(self._timers, (trio.current_time() + a.delay_ms / 1000, self._seq,
+                                              a.step, a.height, a.round))
+            elif isinstance(a, c.CreateBlock):
+                self._spawn(self._create_block, a.height, a.round)
+            elif isinstance(a, c.ValidateBlock):
+                self._spawn(self._validate_block, a.height, a.block)
+            elif isinstance(a, c.Decide):
+                pending = await self._decide(a) + pending
+            elif isinstance(a, c.RequestBlock):
+                frame = wire.encode(wire.CandidateRequest(a.height, a.block_hash))
+                for peer in list(self.node.peers):
+                    self._send_to(peer, BLOCKS, frame)
+            elif isinstance(a, c.ReportEvidence):
+                self._add_evidence(a.evidence, gossip=True)
+
+    def _broadcast(self, a: c.Broadcast) -> None:
+        msg = a.message
+        if isinstance(msg, Proposal):
+            if a.block is None:
+                return
+            frame = wire.encode(wire.ProposalMessage(msg, a.block.encode()))
+        else:
+            frame = wire.encode(wire.VoteMessage(msg))
+        self.host.broadcast(CONSENSUS, frame)
+
+    def _send_to(self, peer: bytes, channel: int, frame: bytes) -> None:
+        with contextlib.suppress(NotConnected):
+            self.host.send(peer, channel, frame)
+
+    def _spawn(self, fn: Any, *args: Any) -> None:
+        if self._nursery is None:
+            raise ConsensusFailure("the consensus driver is not running")
+        self._nursery.start_soon(fn, *args)
+
+    def _add_evidence(self, ev: DuplicateVoteEvidence, *, gossip: bool) -> None:
+        node = self.node
+        try:
+            valset = node.state.validator_set(ev.height)
+        except ChainError:
+            return  # a height whose set we no longer keep
+        try:
+            added = node.evidence.add(ev, valset, node.state.height + 1)
+        except ConsensusError as exc:
+            log.warning("dropped invalid evidence", error=str(exc))
+            return
+        if added:
+            self.evidence_seen.append(ev)
+            v = ev.vote_a
+            log.warning("evidence of double signing", height=v.height, round=v.round,
+                        type=int(v.type), validator_index=v.validator_index)
+            if gossip:
+                self.host.broadcast(CONSENSUS, wire.encode(wire.EvidenceMessage(ev)))
+
+    def _on_sign_refused(self, exc: DoubleSignRefused) -> None:
+        self.sign_refusals += 1
+
+    async def _create_block(self, height: int, round_: int) -> None:
+        try:
+            block = await self._build_block(height)
+        except ChainError as exc:
+            log.error("could not build a block", height=height, round=round_, error=str(exc))
+            return
+        if block is not None:
+            self.submit(_OwnBlock(height, round_, block))
+
+    async def _build_block(self, height: int) -> Block | None:
+        node = self.node
+        state = node.state
+        if state.height + 1 != height:
+            return None
+        params = node.genesis.consensus_params
+        g = node.genesis
+        if height == g.initial_height:
+            last_commit: Commit | None = None
+            time_ms = g.genesis_time_ms
+        else:
+            last_commit = self.replica.core.last_commit()
+            if last_commit is None or last_commit.height != height - 1:
+                raw = node.blocks.get_commit(height - 1)
+                if raw is None:
+                    raise ConsensusFailure(f"no commit stored for height {height - 1}")
+                last_commit = Commit.decode_untrusted(raw)
+            time_ms = compute_block_time(last_commit, state.validator_set(height - 1),
+                                         state.time_ms)
+        evidence = tuple(p.encoded for p in
+                         node.evidence.pending(params.max_evidence_per_block, height))
+        reserved = 4096 + (0 if last_commit is None else len(last_commit.encode())) \
+            + sum(len(e) for e in evidence)
+        lanes = node.mempool.reap(params, reserved_bytes=reserved)
+        for _ in range(8):
+            block = self._assemble(height, time_ms, last_commit, evidence, lanes)
+            try:
+                result = await node.apply(block, finish=True)
+            except ChainError as exc:
+                # the mempool promised a valid sequence; drop what the chain refuses
+                lane = getattr(exc, "lane", None)
+                index = getattr(exc, "index", None)
+                log.warning("proposal candidate refused; retrying", height=height, error=str(exc))
+                if isinstance(lane, str) and isinstance(index, int) and lane in lanes:
+                    bad = lanes[lane][index]
+                    node.mempool.remove(crypto.hash_bytes(bad))
+                    lanes = {k: [t for t in v if t != bad] for k, v in lanes.items()}
+                else:
+                    lanes = {k: [] for k in LANES}
+                continue
+            return node.finished_blocks.get(result.block_hash)
+        return None
+
+    def _assemble(self, height: int, time_ms: int, last_commit: Commit | None,
+                  evidence: tuple[bytes, ...], lanes: dict[str, list[bytes]]) -> Block:
+        node = self.node
+        state = node.state
+        txs = {lane: tuple(lanes.get(lane, ())) for lane in LANES}
+        header = Header(
+            chain_id=state.chain_id, height=height, time_ms=time_ms,
+            prev_block_hash=state.last_block_hash, last_commit_hash=commit_hash(last_commit),
+            cards_root=compute_lane_root(txs["cards"]),
+            seeders_root=compute_lane_root(txs["seeders"]),
+            keys_root=compute_lane_root(txs["keys"]), txs_root=compute_lane_root(txs["txs"]),
+            evidence_hash=compute_evidence_hash(evidence),
+            validators_hash=state.validator_set(height).hash(),
+            next_validators_hash=state.validator_set(height + 1).hash(),
+            app_hash=EMPTY_ROOT, proposer=node.validator_pubkey or b"",
+        )
+        return Block(header, txs["cards"], txs["seeders"], txs["keys"], txs["txs"],
+                     last_commit, evidence)
+
+    async def _validate_block(self, height: int, block: Block) -> None:
+        node = self.node
+        valid = False
+        if node.state.height + 1 == height and len(block.encode()) <= node.limits.max_block_bytes:
+            try:
+                await node.apply(block)
+                valid = True
+            except ChainError as exc:
+                log.warning("invalid block proposed", height=height, error=str(exc))
+        self.submit(_Verdict(height, block.hash(), valid))
+
+    async def _decide(self, d: c.Decide) -> list[HostAction]:
+        node = self.node
+        h = d.height
+        if node.state.height < h:
+            if node.state.height + 1 != h:
+                raise ConsensusFailure(f"decided {h} but the store is at {node.state.height}")
+            result = node.staged_result(d.block)
+            if result is None:
+                try:
+                    result = await node.apply(d.block)
+                except ChainError as exc:
+                    raise ConsensusFailure(
+                        f"block {h} decided by the validators does not apply here: {exc}"
+                    ) from exc
+            await node.commit_block(d.block, d.commit, result)
+        self.replica.decided(h)
+        return self.replica.set_next_validators(h + 1, node.state.validator_set(h + 1),
+                                                now_ms=wall_ms())
+
+
+def _is_peer_fault(exc: Exception) -> bool:
+    """Decode and signature failures are the sender's; a message of a height or round
+    we cannot judge (another set, far ahead) is not."""
+    if isinstance(exc, wire.WireError):
+        return True
+    text = str(exc)
+    return "signature" in text or "does not match" in text
+
+
+def _require(wal: Any) -> Any:
+    if wal is None:
+        raise ConsensusFailure("the node has no WAL open")
+    return wal

@@ -1,0 +1,274 @@
+"""The daemon: one Node run under one trio nursery.
+
+Tasks (all children of :func:`run_node`'s nursery):
+
+* the p2p ``Host`` (its own driver task) and the **router**, which reads the
+  host's events, decodes every frame with :mod:`node.wire` (a peer whose frame
+  does not decode is reported with ``host.report_violation``) and hands it to
+  the consensus driver, the sync driver or the mempool;
+* the **consensus driver** (:mod:`node.consensus_driver`) and the **sync
+  driver** (:mod:`node.sync_driver`); the node starts in block sync and hands
+  over to consensus once caught up;
+* the **RPC server** (``node.http.RpcServer``; methods from
+  ``node.rpc_methods.register_methods`` when that module exists) and, with
+  ``[instrumentation] prometheus``, a metrics listener;
+* the **pruner** when ``[storage] retain_blocks`` / ``retain_state_versions``
+  are set;
+* a **signal** watcher: SIGINT or SIGTERM cancels the nursery; the WAL and
+  LevelDB are closed on the way out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from node import wire
+from node.config import parse_host_port, parse_peer
+from node.consensus_driver import ConsensusDriver
+from node.log import get_logger, setup_logging
+from node.node import HomeError, Node, PeerState
+from node.sync_driver import SyncDriver
+from p2p import (
+    BLOCKS,
+    CONSENSUS,
+    MEMPOOL,
+    PEX,
+    ChannelSpec,
+    Host,
+    HostConfig,
+    Overflow,
+    PeerConnected,
+    PeerDisconnected,
+    PeerPolicy,
+    Received,
+)
+
+log = get_logger("node")
+
+MIB = 1024 * 1024
+
+
+def channel_specs(limits: wire.Limits) -> tuple[ChannelSpec, ...]:
+    """The p2p channels with frame limits sized from the chain's parameters."""
+    cons = limits.frame_limit(CONSENSUS)
+    blocks = limits.frame_limit(BLOCKS)
+    mem = limits.frame_limit(MEMPOOL)
+    return (
+        ChannelSpec(CONSENSUS, "consensus", 0, cons, max(16 * MIB, 4 * cons), Overflow.DISCONNECT,
+                    gossip=True),
+        ChannelSpec(BLOCKS, "blocksync", 1, blocks, max(64 * MIB, 8 * blocks), Overflow.DISCONNECT),
+        ChannelSpec(MEMPOOL, "mempool", 2, mem, max(4 * MIB, 4 * mem), Overflow.DROP, gossip=True),
+        ChannelSpec(PEX, "pex", 3, 64 * 1024, 256 * 1024, Overflow.DROP),
+    )
+
+
+def host_config(node: Node) -> HostConfig:
+    p2p = node.config.p2p
+    peers = []
+    for text in p2p.persistent_peers:
+        pid, host, port = parse_peer(text)
+        if pid != node.node_id:
+            peers.append((bytes.fromhex(pid), (host, port)))
+    seeds = []
+    for text in p2p.seeds:
+        pid, host, port = parse_peer(text)
+        seeds.append((bytes.fromhex(pid), (host, port)))
+    policy = PeerPolicy(max_inbound=p2p.max_inbound_peers, max_outbound=p2p.max_outbound_peers,
+                        ban_seconds=p2p.ban_duration)
+    return HostConfig(channels=channel_specs(node.limits), policy=policy,
+                      persistent_peers=tuple(peers), seeds=tuple(seeds),
+                      handshake_timeout=p2p.dial_timeout)
+
+
+class Daemon:
+    """The running pieces of one node (for tests: ``run_node`` hands it out)."""
+
+    def __init__(self, node: Node, host: Host) -> None:
+        self.node = node
+        self.host = host
+        self.consensus = ConsensusDriver(node, host)
+        self.sync = SyncDriver(node, host, self.consensus)
+        node.host = host
+        node.consensus = self.consensus
+        self.rpc_port: int | None = None
+        self.p2p_port = host.listen_address[1]
+        self.prunes = 0
+
+    async def route(self) -> None:
+        """Read the host's events and hand each message to its owner."""
+        node = self.node
+        async for event in self.host.events():
+            if isinstance(event, PeerConnected):
+                node.peers[event.peer_id] = PeerState(
+                    f"{event.addr[0]}:{event.addr[1]}", event.outbound, time.monotonic())
+                node.metrics.p2p_peers.set(len(node.peers))
+                self.sync.on_peer_connected(event.peer_id)
+                self.consensus.on_peer_connected(event.peer_id)
+            elif isinstance(event, PeerDisconnected):
+                node.peers.pop(event.peer_id, None)
+                node.metrics.p2p_peers.set(len(node.peers))
+                self.sync.on_peer_gone(event.peer_id)
+                self.consensus.on_peer_gone(event.peer_id)
+            elif isinstance(event, Received):
+                self._on_frame(event.peer_id, event.channel, event.frame)
+
+    def _on_frame(self, peer: bytes, channel: int, frame: bytes) -> None:
+        node = self.node
+        try:
+            msg = wire.decode_untrusted(channel, frame, node.limits)
+        except wire.WireError as exc:
+            log.warning("peer sent a bad frame", peer=peer.hex()[:16], channel=channel,
+                        error=str(exc))
+            self.host.report_violation(peer, str(exc))
+            return
+        label = {CONSENSUS: "consensus", BLOCKS: "blocksync", MEMPOOL: "mempool"}.get(channel, "")
+        node.metrics.add_peer_bytes(label, received=len(frame))
+        if channel == CONSENSUS:
+            self.consensus.on_peer_message(peer, msg)
+        elif channel == BLOCKS:
+            self.sync.on_message(peer, msg)
+        elif isinstance(msg, wire.TxMessage):
+            self._on_tx(msg.tx_bytes)
+
+    def _on_tx(self, tx_bytes: bytes) -> None:
+        from node.mempool import MempoolError
+
+        # a stale nonce, a duplicate, a full pool: not the peer's fault, gossip repairs it
+        with contextlib.suppress(MempoolError):
+            self.node.mempool.add(tx_bytes)
+
+    async def prune_loop(self) -> None:
+        """Keep disk bounded: drop blocks and state versions below the retention."""
+        cfg = self.node.config.storage
+        if not cfg.retain_blocks and not cfg.retain_state_versions:
+            return
+        while True:
+            await trio.sleep(cfg.prune_interval)
+            await self.prune_once()
+
+    async def prune_once(self) -> None:
+        node = self.node
+        cfg = node.config.storage
+        height = node.state.height
+        async with node.apply_lock:
+            if cfg.retain_state_versions:
+                below = height - cfg.retain_state_versions + 1
+                # the state of the last height is needed to apply the next block
+                if below > (node.tree.oldest_version or 0):
+                    await trio.to_thread.run_sync(node.tree.prune, below)
+            if cfg.retain_blocks:
+                below = height - cfg.retain_blocks + 1
+                if below > (node.blocks.base_height or 0):
+                    await trio.to_thread.run_sync(node.blocks.prune_blocks, below)
+        self.prunes += 1
+        log.info("pruned", height=height, base=node.blocks.base_height,
+                 oldest_state=node.tree.oldest_version)
+
+
+async def _serve_rpc(daemon: Daemon, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    from node.http import RpcServer, serve
+    from node.jsonrpc import Registry
+
+    node = daemon.node
+    registry = Registry()
+    try:
+        module = importlib.import_module("node.rpc_methods")
+    except ImportError:
+        log.warning("node.rpc_methods is missing: the RPC server offers health only")
+    else:
+        module.register_methods(registry, node)
+    server = RpcServer.from_config(node.config.rpc, registry,
+                                   metrics_registry=node.metrics.registry, bus=node.events)
+    await serve(server, task_status=task_status)
+
+
+async def _serve_metrics(daemon: Daemon) -> None:
+    """A bare Prometheus listener ([instrumentation] prometheus)."""
+    node = daemon.node
+    host, port = parse_host_port(node.config.instrumentation.prometheus_listen_addr)
+
+    async def handle(stream: trio.SocketStream) -> None:
+        async with stream:
+            with trio.move_on_after(5):
+                await stream.receive_some(8192)
+                body = node.metrics.render()
+                head = (f"HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n"
+                        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+                await stream.send_all(head + body)
+
+    await trio.serve_tcp(handle, port, host=host)
+
+
+async def _watch_signals(cancel: trio.CancelScope) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            log.info("shutting down", signal=signal.Signals(signum).name)
+            cancel.cancel()
+            return
+
+
+async def run_node(home: str | Path, *, task_status: Any = trio.TASK_STATUS_IGNORED,
+                   verifier: Any = None, handle_signals: bool = True) -> None:
+    """Run the node of ``home`` until cancelled (or SIGINT/SIGTERM).
+
+    ``task_status.started`` receives the :class:`Daemon` once p2p listens, the
+    RPC server (if configured) answers and the drivers run.
+    """
+    node = Node.open(home, verifier=verifier)
+    try:
+        await _run(node, task_status=task_status, handle_signals=handle_signals)
+    finally:
+        node.close()
+        log.info("stopped", height=node.state.height)
+
+
+async def _run(node: Node, *, task_status: Any, handle_signals: bool) -> None:
+    lhost, lport = parse_host_port(node.config.p2p.laddr, scheme="udp")
+    with trio.CancelScope() as cancel:
+        async with Host.open(node.node_key, (lhost, lport), host_config(node)) as host, \
+                trio.open_nursery() as nursery:
+            daemon = Daemon(node, host)
+            if handle_signals:
+                nursery.start_soon(_watch_signals, cancel)
+            nursery.start_soon(daemon.route)
+            await nursery.start(daemon.consensus.run)
+            await nursery.start(daemon.sync.run)
+            nursery.start_soon(daemon.prune_loop)
+            if node.config.rpc.laddr:
+                daemon.rpc_port = await nursery.start(_serve_rpc, daemon)
+            if node.config.instrumentation.prometheus:
+                nursery.start_soon(_serve_metrics, daemon)
+            log.info("node started", node_id=node.node_id[:16], chain_id=node.genesis.chain_id,
+                     height=node.state.height, p2p_port=daemon.p2p_port, rpc_port=daemon.rpc_port,
+                     validator=node.validator_pubkey.hex()[:16] if node.validator_pubkey else "")
+            task_status.started(daemon)
+
+
+def run(home: str | Path) -> int:
+    """Blocking entry (``blackhole start``, ``python -m node``): returns an exit code."""
+    from node.config import CONFIG_FILE, load_config
+
+    cfg_path = Path(home) / CONFIG_FILE
+    try:
+        if cfg_path.exists():
+            cfg = load_config(cfg_path, home)
+            setup_logging(cfg.base.log_level, cfg.base.log_format)
+        else:
+            setup_logging()
+        trio.run(run_node, home)
+    except HomeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
