@@ -263,7 +263,9 @@ def start(home: Path) -> None:
         if exc.name != "node.daemon":
             raise
         fail("this build has no node daemon (node/daemon.py)")
-    daemon.run(home)
+    code = daemon.run(home)
+    if code:
+        raise SystemExit(code)
 
 
 # --- testnet --------------------------------------------------------------------------------
@@ -943,7 +945,9 @@ def card_matches(card: dict[str, Any], *, free: bool | None, from_height: int | 
                  creator: str | None, content_type: str | None, tag: str | None) -> bool:  # fmt: skip
     """The feed filters applied to one card view."""
     offer = card.get("offer")
-    is_free = offer is None or (isinstance(offer, dict) and offer.get("price", 0) == 0)
+    is_free = card.get("free")
+    if not isinstance(is_free, bool):
+        is_free = offer is None or (isinstance(offer, dict) and offer.get("price", 0) == 0)
     if free is not None and is_free != free:
         return False
     created = card.get("created_height")
