@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from chain import tx as txm
 from chain.sigverify import SignatureVerifier
 from tests.node.harness import InProcessNode, make_testnet, wait_until
 
@@ -29,6 +30,75 @@ def test_four_validators_make_blocks(tmp_path: Path, verifier: SignatureVerifier
             await wait_until(lambda: min(n.height for n in nodes) >= 3, 30, "height 3")
             hashes = {n.node.blocks.get_block_hash(3) for n in nodes}
             assert len(hashes) == 1
+            for n in nodes:
+                await n.stop()
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+
+
+def _tx(key, chain_id: str, nonce: int, body) -> bytes:  # type: ignore[no-untyped-def]
+    return txm.Tx.create(key, chain_id, nonce, 20_000, body).encode()
+
+
+def test_every_lane_committed_with_identical_app_hashes(tmp_path: Path,
+                                                        verifier: SignatureVerifier) -> None:
+    homes = make_testnet(tmp_path / "net", 4)
+    cid = homes.chain_id
+    k0, k1, k2 = (h.validator_key for h in homes.nodes[:3])
+    root = bytes(range(32))
+    offer = txm.KeyOffer(price=1000, supply_cap=10, royalty_bps=0, delivery_timeout=100,
+                         program=b"", params=())
+    card = txm.PublishCard(content_root=root, size=4096, chunk_size=1024,
+                           cipher=txm.CIPHERS[0], content_type="video", title="demo",
+                           tags=("music",), links=(), preview=b"hi", preview_hash=b"",
+                           parent=b"", offer=offer)
+    first = [
+        _tx(k0, cid, 0, card),
+        _tx(k0, cid, 1, txm.Announce(root, ("quic://127.0.0.1:4433",), ((0, 4),), 60)),
+        _tx(k0, cid, 2, txm.Transfer(k2.public_key.raw, 5_000)),
+        _tx(k0, cid, 3, txm.Generic(b"note", b"hello")),
+    ]
+    card_id = txm.compute_card_id(k0.public_key.raw, 0)
+    buy = _tx(k1, cid, 0, txm.BuyKey(card_id, 0, 1000))
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            nodes = [InProcessNode(h, verifier) for h in homes.nodes]
+            for n in nodes:
+                await n.start(nursery)
+            events: list[tuple[str, dict]] = []
+            for topic in ("Tx", "NewCard", "SeederDelta", "KeyOp", "NewBlock"):
+                sub = nodes[1].node.events.subscriber(buffer_size=10_000, max_subscriptions=1)
+                sub.subscribe(topic)
+                events.append((topic, sub))  # type: ignore[arg-type]
+            await wait_until(lambda: min(n.height for n in nodes) >= 1, 20, "height 1")
+            for raw in first:
+                await nodes[0].node.submit_tx(raw)
+            hashes = [txm.tx_hash(raw) for raw in first]
+            for n in nodes:
+                for h in hashes:
+                    assert await n.node.wait_tx_committed(h, 20) is not None
+            await nodes[2].node.submit_tx(buy)  # gossip carries it to the proposers
+            for n in nodes:
+                loc = await n.node.wait_tx_committed(txm.tx_hash(buy), 20)
+                assert loc is not None and loc.lane == "keys"
+            lanes = {nodes[3].node.tx_location(h).lane for h in hashes}
+            assert lanes == {"cards", "seeders", "txs"}
+            target = max(n.height for n in nodes) + 2
+            await wait_until(lambda: min(n.height for n in nodes) >= target, 20, "two more blocks")
+            roots = {n.node.tree.root(target) for n in nodes}
+            assert len(roots) == 1
+            blocks = {n.node.blocks.get_block_hash(target) for n in nodes}
+            assert len(blocks) == 1
+            seen = {topic: [d.event for d in sub.pop_all()] for topic, sub in events}  # type: ignore[attr-defined]
+            assert {e["kind"] for e in seen["Tx"]} >= {"PublishCard", "Announce", "Transfer",
+                                                       "Generic", "BuyKey"}
+            assert seen["NewCard"][0]["tags"] == ["music"]
+            assert seen["SeederDelta"] and seen["KeyOp"] and seen["NewBlock"]
+            # nobody equivocated, nobody was refused a signature
+            for n in nodes:
+                assert n.daemon.consensus.evidence_seen == []
             for n in nodes:
                 await n.stop()
             nursery.cancel_scope.cancel()
