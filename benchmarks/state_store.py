@@ -69,13 +69,21 @@ def main() -> None:
     ap.add_argument("--proofs", type=int, default=5_000)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--dir", default=None, help="parent of the two database directories")
+    ap.add_argument("--max-open-files", type=int, default=None, help="LevelKV.open override")
+    ap.add_argument("--write-buffer-mb", type=int, default=None, help="LevelKV.open override")
+    ap.add_argument("--cache-mb", type=int, default=None, help="StateTree node cache override")
     args = ap.parse_args()
 
     base = tempfile.mkdtemp(prefix="bh-bench-", dir=args.dir)
     tree_dir, raw_dir = os.path.join(base, "tree"), os.path.join(base, "raw")
     try:
-        kv = LevelKV.open(tree_dir, create=True)
-        tree = StateTree(kv)
+        options = {}
+        if args.max_open_files is not None:
+            options["max_open_files"] = args.max_open_files
+        if args.write_buffer_mb is not None:
+            options["write_buffer_mb"] = args.write_buffer_mb
+        kv = LevelKV.open(tree_dir, create=True, **options)
+        tree = StateTree(kv) if args.cache_mb is None else StateTree(kv, cache_bytes=args.cache_mb << 20)
         raw = plyvel.DB(raw_dir, create_if_missing=True)
         blocks = (args.keys + args.block - 1) // args.block
         auth_s: list[float] = []
