@@ -33,7 +33,7 @@ from consensus.errors import ConsensusError
 from genesis.errors import GenesisToolError
 from genesis.keyfile import write_key_file
 from node import content, txbuild
-from node.client import DEFAULT_URL, RpcClient, RpcClientError
+from node.client import DEFAULT_URL, RpcClient
 from node.config import CONFIG_FILE, Config, default_config, load_config, write_config
 from node.errors import NodeError
 from node.keyring import Keyring, KeyringError, parse_seed_hex
@@ -492,7 +492,22 @@ class TxContext:
             method = "broadcast_tx_commit" if self.wait else "broadcast_tx_sync"
             out["result"] = self.client.call(method, tx=data.hex())
         _emit(out, self.output)
+        problem = rejection(out.get("result"))
+        if problem:
+            raise UserError(f"transaction {out['hash']} {problem}")
         return out
+
+
+def rejection(result: Any) -> str | None:
+    """Why a broadcast answer means failure, or None: a failed check, or no commit in time."""
+    if not isinstance(result, dict):
+        return None
+    check = result.get("check_tx", result)
+    if isinstance(check, dict) and check.get("code", 0):
+        return f"rejected: {check.get('log') or check.get('error') or check.get('code')}"
+    if result.get("committed") is False:
+        return "was accepted but not committed before the timeout"
+    return None
 
 
 def fetch_nonce(client: RpcClient, address: bytes) -> int:
@@ -971,9 +986,9 @@ def card_matches(card: dict[str, Any], *, free: bool | None, from_height: int | 
 @click.option("--from-height", type=click.IntRange(0), default=None, help="Created at or after this height.")
 @click.option("--to-height", type=click.IntRange(0), default=None, help="Created at or before this height.")
 @click.option("--start", type=click.IntRange(0), default=None, help="First feed position of the page.")
-@click.option("--limit", type=click.IntRange(1, 1000), default=30, show_default=True)
+@click.option("--limit", type=click.IntRange(1, 100), default=None, help="Cards per page (node default 30).")
 def q_feed(content_type: str | None, creator: str | None, tag: str | None, free: bool | None,
-           from_height: int | None, to_height: int | None, start: int | None, limit: int, **kw: Any) -> None:  # fmt: skip
+           from_height: int | None, to_height: int | None, start: int | None, limit: int | None, **kw: Any) -> None:  # fmt: skip
     """Browse cards by type, creator or tag; the other filters apply to the page's cards."""
     creator_hex = None if creator is None else Keyring(_home(kw["home"])).resolve_address(creator).hex()
     if content_type is not None:
@@ -984,18 +999,14 @@ def q_feed(content_type: str | None, creator: str | None, tag: str | None, free:
         feed, name = "tag", tag
     else:
         raise click.UsageError("choose a feed: --type, --creator or --tag")
-    page = _q(kw, "cards", feed=feed, name=name, start=start, limit=limit)
-    ids = card_ids_of(page.get("value"))
-    client = _client(kw["node_url"], kw["home"])
+    paid = "any" if free is None else ("free" if free else "paid")
+    page = _q(kw, "cards", feed=feed, name=name, start=start, limit=limit, paid=paid,
+              from_height=from_height, to_height=to_height)  # fmt: skip
+    value = page.get("value") or {}
     height = page.get("height")
-    cards: list[dict[str, Any]] = []
-    for i in range(0, len(ids), 10):  # the server's default batch limit
-        calls = [("card", {"card_id": cid, "height": height}) for cid in ids[i : i + 10]]
-        for res in client.batch(calls):
-            if isinstance(res, RpcClientError):
-                raise res
-            if isinstance(res, dict) and isinstance(res.get("value"), dict):
-                cards.append(res["value"])
+    ids = card_ids_of(value.get("items", []))
+    cards = [c for c in value.get("cards", []) if isinstance(c, dict)]
+    # the node filters by price and height; a second feed criterion is applied here
     kept = [
         c for c in cards
         if card_matches(c, free=free, from_height=from_height, to_height=to_height, creator=creator_hex,
