@@ -89,6 +89,9 @@ class Devnet:
                 print(f"{n.name} did not stop within {timeout_s:.0f}s; killing it (see {n.log_path})", flush=True)
                 n.proc.kill()
                 n.proc.wait(timeout=10)
+            else:
+                if n.proc.returncode not in (0, -signal.SIGTERM):
+                    print(f"{n.name} stopped with exit code {n.proc.returncode}; read {n.log_path}", flush=True)
             if n.log is not None:
                 n.log.close()
 
