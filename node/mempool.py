@@ -29,7 +29,9 @@ replaying the remaining ones in arrival order (rules only, no signatures).
 After each block `update` removes the committed transactions, remembers their
 hashes and rebuilds the overlay against the new state; with [mempool] recheck
 (default) a transaction that no longer passes is dropped together with its
-sender's later ones. Pure: no trio, no clock, no I/O; the daemon calls it from
+sender's later ones. With recheck = false only transactions whose nonce the
+chain has passed are dropped; the others stay (outside the overlay) and `reap`,
+which re-runs everything it picks, leaves out any that fail. Pure: no trio, no clock, no I/O; the daemon calls it from
 its tasks and gossips what `add` accepted.
 """
 
@@ -42,9 +44,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
+import msgpack
+
+from chain import statekeys as sk
 from chain import tx as txm
 from chain.checktx import CheckResult, check_tx
-from chain.errors import InvalidTx, MalformedTx, StateError
+from chain.errors import InvalidTx, MalformedTx, StateError, WrongNonce
 from chain.params import ConsensusParams
 from chain.state import Apply, BlockResult, Overlay, State, decode_tx, deliver_tx, process_expiry
 from node.config import MempoolConfig
@@ -444,10 +449,13 @@ class Mempool:
             except InvalidTx as exc:
                 failed[entry] = exc
                 failed_senders[entry.sender] = exc
-        if drop_failed:
-            for entry in failed:
+        for entry, error in list(failed.items()):
+            # without recheck only a nonce the chain has passed is dropped
+            if drop_failed or (isinstance(error, WrongNonce) and entry.nonce < _nonce_of(self._overlay, entry.sender)):
                 self._remove(entry)
                 self._cache.pop(entry.tx_hash, None)  # it may become valid again: let it back in
+            else:
+                del failed[entry]
         return failed
 
     def _insert(self, entry: MempoolTx) -> None:
@@ -487,6 +495,11 @@ class Mempool:
     def bytes(self) -> int:
         """Bytes of the pooled transactions (same as total_bytes)."""
         return self._bytes
+
+
+def _nonce_of(overlay: Overlay, sender: builtins.bytes) -> int:
+    raw = overlay.get(sk.account(sender))
+    return 0 if raw is None else int(msgpack.unpackb(raw)[1])
 
 
 def _apply_entry(state: State, overlay: Overlay, entry: MempoolTx) -> None:

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from chain import tx as txm
-from chain.errors import InsufficientBalance, MalformedTx, WrongNonce
+from chain.errors import InsufficientBalance, MalformedTx, NotFound, WrongNonce
 from chain.params import ConsensusParams
 from node.config import MempoolConfig
 from node.mempool import DuplicateTx, Mempool, MempoolFull, MempoolUsageError, TxInvalid, TxTooLarge
 from node.metrics import NodeMetrics
-from tests.chain.helpers import TestChain, publish_body
+from tests.chain.helpers import TestChain, publish_body, root_of
 
 
 @pytest.fixture
@@ -287,3 +287,24 @@ def test_random_pools_always_reap_blocks_that_apply(chain: TestChain) -> None:
             q = [e.nonce for e in mp.entries() if e.sender == chain.addr(u)]
             assert q == list(range(chain.account(u)[1], chain.account(u)[1] + len(q)))
     assert full > 0  # the pool was full at times: eviction and refusal were exercised
+
+
+def test_without_recheck_only_passed_nonces_are_dropped_and_reap_still_validates(chain: TestChain) -> None:
+    mp = pool(chain, recheck=False)
+    root = root_of("film")
+    chain.apply([chain.tx("bob", txm.Announce(root, ("127.0.0.1:1",), ((0, 1),), 3))])  # lapses at 3
+    withdraw = chain.tx("bob", txm.Withdraw(root))  # valid for height 2
+    stale = pay(chain, "alice")
+    mp.add(withdraw)
+    mp.add(stale)
+    chain.forget_pending()
+    rival = pay(chain, "alice", amount=2)  # alice's nonce 0 reaches a block another way
+    result = chain.apply_block(chain.block([rival]))
+    # height 3 next: bob's entry lapses before any tx runs, alice's nonce is passed
+    assert mp.update(chain.height, result) == [txm.tx_hash(stale)]
+    assert [e.tx_hash for e in mp.entries()] == [txm.tx_hash(withdraw)]  # kept without recheck
+    assert mp.reap(chain.consensus)["seeders"] == []  # but never reaped: it fails after the expiry
+    checked = pool(chain)
+    with pytest.raises(TxInvalid) as info:
+        checked.add(withdraw)
+    assert isinstance(info.value.reason, NotFound)
