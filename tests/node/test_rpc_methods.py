@@ -493,3 +493,38 @@ async def test_broadcast_commit_waits_for_the_block(nursery: trio.Nursery, fresh
     e = await err(port, "broadcast_tx_commit", {"tx": pending.hex(), "timeout": 0.01})
     assert e["code"] == -32000 and "timed out" in e["message"] and e["data"]["hash"] == txm.tx_hash(pending).hex()
     assert txm.tx_hash(pending) in fresh.mempool
+
+
+async def test_uri_calls_and_peers(port: int, world: World) -> None:
+    from tests.node.rpcclient import get
+
+    resp = await http(port, get('/cards?feed="tag"&name="art"&limit=1&paid="any"'))
+    assert resp.status == 200 and resp.json()["result"]["value"]["items"] == [world.free_card.hex()]
+    resp = await http(port, get(f"/account?address=0x{world.alice.hex()}&height=1&prove=true"))
+    assert resp.json()["result"]["value"]["nonce"] == 2
+    resp = await http(port, get("/tx?hash=00"))
+    assert resp.status == 400 and resp.json()["error"]["code"] == -32602
+    from node.view import PeerInfo
+
+    world.view.peers.append(PeerInfo("cd" * 32, "127.0.0.1:26656", True, moniker="peer-1", persistent=True))
+    try:
+        n = await ok(port, "net_info")
+        assert n["n_peers"] == 1 and n["peers"][0] == {
+            "node_id": "cd" * 32, "address": "127.0.0.1:26656", "is_outbound": True, "moniker": "peer-1",
+            "persistent": True, "connected_ms": 0}
+    finally:
+        world.view.peers.clear()
+
+
+async def test_tx_bodies_of_every_lane_render(port: int, world: World) -> None:
+    blk = await ok(port, "block", {"height": 2})
+    kinds = []
+    for lane, info in blk["block"]["lanes"].items():
+        for h in info["tx_hashes"]:
+            res = await ok(port, "tx", {"hash": h})
+            assert res["lane"] == lane and res["tx"]["lane"] == lane
+            kinds.append(res["tx"]["body"]["type"])
+    assert sorted(kinds) == ["Announce", "BuyKey", "PublishCard"]
+    first = await ok(port, "block", {"height": 1})
+    card_tx = await ok(port, "tx", {"hash": first["block"]["lanes"]["cards"]["tx_hashes"][0]})
+    assert card_tx["tx"]["body"]["offer"]["price"] == 1000 and card_tx["tx"]["body"]["tags"] == ["art"]
