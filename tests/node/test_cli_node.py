@@ -170,3 +170,18 @@ def test_rejected_transaction_is_an_error(node: Node) -> None:
     r = run("tx", "transfer", "ab" * 32, "5", "--from", "poor", "--home", h)
     assert r.exit_code == 1
     assert "rejected" in r.output.splitlines()[-1]
+
+
+def test_loadgen_commits_every_lane_it_sends(node: Node) -> None:
+    from chain.genesis import GenesisDoc
+    from genesis.keyfile import read_key_file
+    from tools import loadgen
+
+    doc = GenesisDoc.load(node.home / "config" / "genesis.json")
+    funder = read_key_file(node.home / "config" / "priv_validator_key.json")
+    out = loadgen.run([node.url], funder, doc, rate=40, duration=2, n_accounts=7, drain=15, setup_timeout=30)
+    assert out["sent"] == out["accepted"] == out["committed"] == 80, out
+    assert out["lost"] == 0 and out["rejected"] == 0
+    assert isinstance(out["latency_ms_p50"], float) and out["latency_ms_p99"] >= out["latency_ms_p50"]  # type: ignore[operator]
+    assert loadgen.percentile([5.0, 1.0, 3.0, 2.0, 4.0], 0.5) == 3.0
+    assert loadgen.percentile([1.0, 2.0], 0.99) == 2.0 and loadgen.percentile([], 0.5) is None
