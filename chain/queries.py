@@ -25,6 +25,7 @@ from chain import mmr
 from chain import statekeys as sk
 from chain.errors import ChainError, StateError, UsageError
 from chain.params import AppParams
+from chain.state import SEEDER_CHUNK
 from storage.proof import Proof, verify_proof
 from storage.state import StateTree
 
@@ -278,10 +279,24 @@ class SeederMap:
 
 
 def get_seeders(tree: StateTree, content_root: bytes, *, height: int | None = None, prove: bool = False) -> SeederMap:
-    """Who serves `content_root` at `height` (entries are live: lapsed ones are removed at expiry)."""
+    """Who serves `content_root` at `height` (entries are live: lapsed ones are removed at expiry).
+
+    The list is read chunk by chunk (128 seeders a record) with, when proving,
+    the absence of the chunk after a full last one, so a proven map is complete;
+    at most about MAX_PAGE entries are returned.
+    """
     r = _Reader(tree, height, prove)
     entries = []
-    for seeder in r.set_members(sk.S_SEEDERS_OF, content_root):
+    members: list[bytes] = []
+    for c in range(1 << 24):
+        # chunks are full up to the last; a full last chunk is followed by a proven absence
+        chunk = r.get(sk.set_item(sk.S_SEEDERS_OF, content_root, c))
+        if chunk is None:
+            break
+        members.extend(chunk[i : i + 32] for i in range(0, len(chunk), 32))
+        if len(chunk) < SEEDER_CHUNK * 32 or len(members) >= MAX_PAGE:
+            break
+    for seeder in members:
         e = r.record(sk.seeder(content_root, seeder))
         if e is None:
             raise StateError("seeder set is inconsistent")

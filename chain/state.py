@@ -88,6 +88,9 @@ BPS = 10_000
 _MISSING: Any = object()
 DUE_CHUNK = 32
 """Items a record of the due index holds."""
+SEEDER_CHUNK = 128
+"""Seeder addresses a record of a content's seeder list holds."""
+MAX_SEEDER_CHUNKS = 1 << 24
 CACHE_ENTRIES = 400_000
 """Committed state values State keeps in memory (about 100 MB at most)."""
 
@@ -681,31 +684,54 @@ def apply_announce(ap: Apply, tx: txm.Tx, b: txm.Announce, tx_hash: bytes) -> No
     key = sk.seeder(b.content_root, tx.sender)
     entry = ap.get_record(key)
     if entry is None:
-        count_key = sk.set_count(sk.S_SEEDERS_OF, b.content_root)
-        pos = ap.get_int(count_key)
-        ap.ov.put(sk.set_item(sk.S_SEEDERS_OF, b.content_root, pos), tx.sender)
-        ap.put_int(count_key, pos + 1)
+        pos = count_seeders(ap.ov.get, b.content_root)
+        chunk_key = sk.set_item(sk.S_SEEDERS_OF, b.content_root, pos // SEEDER_CHUNK)
+        chunk = ap.ov.get(chunk_key) if pos % SEEDER_CHUNK else b""
+        ap.ov.put(chunk_key, (chunk or b"") + tx.sender)
     else:
         pos = entry[4]
     ap.put_record(key, [list(b.addresses), [list(r) for r in b.ranges], b.expiry_height, ap.height, pos])
     ap.due_add(b.expiry_height, sk.due_seeder(b.content_root, tx.sender))
 
 
+def count_seeders(get: Callable[[bytes], bytes | None], root: bytes) -> int:
+    """Members of a content's seeder list: its chunks are full up to the last one."""
+    c = 0
+    while c < MAX_SEEDER_CHUNKS:
+        chunk = get(sk.set_item(sk.S_SEEDERS_OF, root, c))
+        if chunk is None:
+            return c * SEEDER_CHUNK
+        if len(chunk) < SEEDER_CHUNK * 32:
+            return c * SEEDER_CHUNK + len(chunk) // 32
+        c += 1
+    raise StateError("seeder list too long")
+
+
 def remove_seeder(ap: Apply, root: bytes, seeder: bytes, entry: list[Any]) -> None:
     """Delete an entry and its place in the content's seeder list (the last one moves in)."""
-    count_key = sk.set_count(sk.S_SEEDERS_OF, root)
-    last = ap.get_int(count_key) - 1
+    last = count_seeders(ap.ov.get, root) - 1
     pos = entry[4]
+    if not 0 <= pos <= last:
+        raise StateError("seeder list is inconsistent")
+    last_key = sk.set_item(sk.S_SEEDERS_OF, root, last // SEEDER_CHUNK)
     if pos != last:
-        moved = ap.ov.get(sk.set_item(sk.S_SEEDERS_OF, root, last))
-        moved_entry = None if moved is None else ap.get_record(sk.seeder(root, moved))
-        if moved is None or moved_entry is None:
+        tail = ap.ov.get(last_key) or b""
+        off = (last % SEEDER_CHUNK) * 32
+        moved = tail[off : off + 32]
+        moved_entry = ap.get_record(sk.seeder(root, moved))
+        if len(moved) != 32 or moved_entry is None:
             raise StateError("seeder list is inconsistent")
-        ap.ov.put(sk.set_item(sk.S_SEEDERS_OF, root, pos), moved)
+        hole_key = sk.set_item(sk.S_SEEDERS_OF, root, pos // SEEDER_CHUNK)
+        hole = ap.ov.get(hole_key) or b""
+        off = (pos % SEEDER_CHUNK) * 32
+        ap.ov.put(hole_key, hole[:off] + moved + hole[off + 32 :])
         moved_entry[4] = pos
         ap.put_record(sk.seeder(root, moved), moved_entry)
-    ap.ov.delete(sk.set_item(sk.S_SEEDERS_OF, root, last))
-    ap.put_int(count_key, last)
+    tail = ap.ov.get(last_key) or b""
+    if len(tail) > 32:
+        ap.ov.put(last_key, tail[:-32])
+    else:
+        ap.ov.delete(last_key)
     ap.ov.delete(sk.seeder(root, seeder))
 
 

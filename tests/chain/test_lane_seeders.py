@@ -91,3 +91,26 @@ def test_expiry_beyond_max_ttl(chain: TestChain) -> None:
 )
 def test_announce_rules(chain: TestChain, body: txm.Announce, error: type[Exception]) -> None:
     expect_reject(chain, [chain.tx("alice", body)], error)
+
+
+def test_seeder_list_across_chunks_with_removals() -> None:
+    """More seeders than one list record holds (128); withdrawals from anywhere keep the list exact."""
+    names = [f"s{i}" for i in range(140)]
+    chain = TestChain(users=names)
+    chain.apply([chain.tx(n, announce(30 if i % 3 else 5)) for i, n in enumerate(names)])
+    live = {chain.addr(n) for n in names}
+    assert set(seeders_at(chain)) == live and len(queries.get_seeders(chain.tree, ROOT).entries) == 140
+    gone = [names[0], names[64], names[139], names[127], names[128], names[1]]
+    chain.apply([chain.tx(n, txm.Withdraw(ROOT)) for n in gone])
+    live -= {chain.addr(n) for n in gone}
+    assert set(seeders_at(chain)) == live
+    chain.advance(3)  # height 5: every third seeder's entry lapses
+    live -= {chain.addr(n) for i, n in enumerate(names) if i % 3 == 0}
+    m = queries.get_seeders(chain.tree, ROOT, prove=True)
+    assert {e.seeder for e in m.entries} == live and len(m.entries) == len(live)
+    assert queries.verify_reads(chain.results[-1].app_hash, m.reads)
+    # refreshing and re-announcing after a withdrawal
+    chain.apply([chain.tx(names[64], announce(40)), chain.tx(names[2], announce(41))])
+    live.add(chain.addr(names[64]))
+    assert set(seeders_at(chain)) == live
+    assert seeders_at(chain)[chain.addr(names[2])] == 41
