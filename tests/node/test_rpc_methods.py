@@ -528,3 +528,21 @@ async def test_tx_bodies_of_every_lane_render(port: int, world: World) -> None:
     first = await ok(port, "block", {"height": 1})
     card_tx = await ok(port, "tx", {"hash": first["block"]["lanes"]["cards"]["tx_hashes"][0]})
     assert card_tx["tx"]["body"]["offer"]["price"] == 1000 and card_tx["tx"]["body"]["tags"] == ["art"]
+
+
+async def test_seeded_garbage_params_never_reach_an_internal_error(port: int, world: World) -> None:
+    import random
+
+    doc = await ok(port, "rpc.discover")
+    methods = {m["name"]: [p["name"] for p in m["params"]] for m in doc["methods"]
+               if m["name"] not in ("broadcast_tx_commit", "rpc.discover")}
+    junk: list[Any] = [None, "", "0x", "zz", -1, 0, 1, 2**70, "9" * 70, [], {}, True, 1.5, H, "ab" * 33,
+                       world.paid_card.hex(), "tag", "type", "note", "\u00e9\u0000", "0x" + "f" * 64]
+    rnd = random.Random(1234)
+    for i in range(300):
+        name = rnd.choice(sorted(methods))
+        names = methods[name]
+        params = {p: rnd.choice(junk) for p in rnd.sample(names, rnd.randint(0, len(names)))} if names else {}
+        out = await call(port, name, params)
+        code = out.get("error", {}).get("code")
+        assert code != -32603, (i, name, params, out)
