@@ -91,6 +91,7 @@ DUE_CHUNK = 32
 SEEDER_CHUNK = 128
 """Seeder addresses a record of a content's seeder list holds."""
 MAX_SEEDER_CHUNKS = 1 << 24
+MAX_DUE_CHUNKS = 1 << 24
 CACHE_ENTRIES = 400_000
 """Committed state values State keeps in memory (about 100 MB at most)."""
 
@@ -432,21 +433,22 @@ class Apply:
         self.put_int(count_key, last)
         return True
 
-    # what falls due at a height: append-only chunks of DUE_CHUNK length-prefixed
-    # items, checked when due (stale items are skipped)
+    # what falls due at a height: append-only chunks of up to DUE_CHUNK items,
+    # each chunk `u8 count ‖ (u8 length ‖ item)...`, full up to the last one;
+    # items are checked when due (stale ones are skipped)
 
     def due_add(self, height: int, item: bytes) -> None:
         set_id = sk.due_set(height)
-        count_key = sk.set_count(sk.S_DUE, set_id)
-        n = self.get_int(count_key)
-        chunk_key = sk.set_item(sk.S_DUE, set_id, n // DUE_CHUNK)
-        chunk = self.ov.get(chunk_key) if n % DUE_CHUNK else b""
-        if chunk is None:
-            raise StateError("due index is inconsistent")
-        self.ov.put(chunk_key, chunk + bytes([len(item)]) + item)
-        self.put_int(count_key, n + 1)
-
-    # feeds: Merkle lists stored in buckets (chain.mmr)
+        for c in range(MAX_DUE_CHUNKS):
+            chunk_key = sk.set_item(sk.S_DUE, set_id, c)
+            chunk = self.ov.get(chunk_key)
+            if chunk is None:
+                self.ov.put(chunk_key, b"\x01" + bytes([len(item)]) + item)
+                return
+            if chunk[0] < DUE_CHUNK:
+                self.ov.put(chunk_key, bytes([chunk[0] + 1]) + chunk[1:] + bytes([len(item)]) + item)
+                return
+        raise StateError("due index too long")
 
     def feed_append(self, fid: bytes, item: bytes) -> None:
         """Append to a feed; its head [length, root, peaks] carries all an append needs."""
@@ -1122,20 +1124,23 @@ def process_header(state: State, ov: Overlay, block: Block) -> None:
 def process_expiry(ap: Apply) -> None:
     """Everything due at this height: seeder entries lapse, escrows refund, unbonded stake returns."""
     set_id = sk.due_set(ap.height)
-    count_key = sk.set_count(sk.S_DUE, set_id)
     items: list[bytes] = []
-    for c in range(-(-ap.get_int(count_key) // DUE_CHUNK)):
+    for c in range(MAX_DUE_CHUNKS):
         chunk_key = sk.set_item(sk.S_DUE, set_id, c)
         chunk = ap.ov.get(chunk_key)
-        ap.ov.delete(chunk_key)
         if chunk is None:
-            raise StateError("due index is inconsistent")
-        pos = 0
+            break
+        ap.ov.delete(chunk_key)
+        pos = 1
         while pos < len(chunk):
             size = chunk[pos]
             items.append(chunk[pos + 1 : pos + 1 + size])
             pos += 1 + size
+        if len(items) != c * DUE_CHUNK + chunk[0]:
+            raise StateError("due index is inconsistent")
     for item in items:
+        if not item:
+            raise StateError("due index is inconsistent")
         kind, rest = item[0], item[1:]
         if kind == sk.DUE_SEEDER:
             root, seeder = rest[:32], rest[32:]
@@ -1161,7 +1166,6 @@ def process_expiry(ap: Apply) -> None:
             ap.credit(rest, amount)
         else:
             raise StateError(f"unknown due item kind {kind}")
-    ap.ov.delete(count_key)
 
 
 @dataclass(slots=True)
