@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import socket
 import subprocess
@@ -185,3 +186,59 @@ def test_loadgen_commits_every_lane_it_sends(node: Node) -> None:
     assert isinstance(out["latency_ms_p50"], float) and out["latency_ms_p99"] >= out["latency_ms_p50"]  # type: ignore[operator]
     assert loadgen.percentile([5.0, 1.0, 3.0, 2.0, 4.0], 0.5) == 3.0
     assert loadgen.percentile([1.0, 2.0], 0.99) == 2.0 and loadgen.percentile([], 0.5) is None
+
+
+def _start(home: Path) -> subprocess.Popen[bytes]:
+    with open(home / "node.log", "ab") as log:
+        return subprocess.Popen([sys.executable, "-m", "node.cli", "start", "--home", str(home)],
+                                stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)  # fmt: skip
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        assert proc.wait(timeout=20) == 0
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+        raise
+
+
+def test_export_a_live_chain_and_restart_from_it(tmp_path: Path) -> None:
+    import shutil
+
+    port = _free_port_block(3)
+    out = tmp_path / "net"
+    assert run("testnet", "--v", "1", "-o", out, "--starting-port", port, "--chain-id", "old",
+               "--set", "consensus.timeout_commit_ms=50").exit_code == 0  # fmt: skip
+    home = out / "node0"
+    url = f"http://127.0.0.1:{port + 1}"
+    run("keys", "import", "val", home / "config" / "priv_validator_key.json", "--home", home)
+    proc = _start(home)
+    try:
+        n = Node(home, url, proc)
+        n.wait_height(1)
+        pub = _json(run("tx", "publish-card", "--from", "val", "--content-root", "cd" * 32, "--size", "10",
+                        "--title", "kept", "--type", "text", "--wait", "-o", "json", "--home", home))  # fmt: skip
+        locked = run("genesis", "export", "--home", home, "--chain-id", "new", tmp_path / "x.json")
+        assert locked.exit_code == 1 and locked.output.count("\n") == 1  # the running node holds the database
+    finally:
+        _stop(proc)
+    exported = tmp_path / "exported.json"
+    r = run("genesis", "export", "--home", home, "--chain-id", "new", exported)
+    assert r.exit_code == 0, r.output
+    height = int(re.search(r"at height (\d+)", r.output).group(1))  # type: ignore[union-attr]
+    assert run("genesis", "validate", exported).exit_code == 0
+    # restart the same validator on the new chain from the exported state
+    shutil.rmtree(home / "data")
+    (home / "data").mkdir()
+    shutil.copy(exported, home / "config" / "genesis.json")
+    proc = _start(home)
+    try:
+        n = Node(home, url, proc)
+        n.wait_height(height + 2)
+        card = _json(run("query", "card", pub["card_id"], "-o", "json", "--home", home))["value"]
+        assert card["title"] == "kept"
+        assert _json(run("status", "-o", "json", "--home", home))["node_info"]["chain_id"] == "new"
+    finally:
+        _stop(proc)
