@@ -35,6 +35,7 @@ import contextlib
 import heapq
 import math
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,6 +66,9 @@ from node.node import ConsensusFailure, Node
 from p2p import BLOCKS, CONSENSUS, NotConnected
 
 log = get_logger("consensus")
+
+PARKED_MAX = 10_000
+"""Peers' consensus messages kept while block sync runs."""
 
 STEP_NAMES = {c.Step.PROPOSE: "propose", c.Step.PREVOTE: "prevote",
               c.Step.PRECOMMIT: "precommit", c.Step.COMMIT: "commit"}
@@ -127,6 +131,7 @@ class ConsensusDriver:
         self.evidence_seen: list[DuplicateVoteEvidence] = []
         self.sign_refusals = 0
         self._sent_commit: dict[bytes, int] = {}
+        self._parked: deque[_PeerMsg] = deque(maxlen=PARKED_MAX)
 
     # --- public ----------------------------------------------------------------------
 
@@ -173,6 +178,20 @@ class ConsensusDriver:
                      and valset.index_of(self.node.validator_pubkey or b"") is not None)
             actions = self.replica.start(height, valset, now_ms=wall_ms())
             await self._perform(actions)
+            parked, self._parked = list(self._parked), deque(maxlen=PARKED_MAX)
+            for item in parked:
+                if self._message_height(item.msg) >= height:
+                    await self._handle(item)
+
+    @staticmethod
+    def _message_height(msg: Any) -> int:
+        if isinstance(msg, wire.ProposalMessage):
+            return int(msg.proposal.height)
+        if isinstance(msg, wire.VoteMessage):
+            return int(msg.vote.height)
+        if isinstance(msg, wire.CommitMessage):
+            return int(msg.commit.height)
+        return -1
 
     async def pause(self) -> None:
         """Stop acting (block sync takes over); waits for a half-done step to finish."""
@@ -232,6 +251,10 @@ class ConsensusDriver:
 
     async def _handle(self, item: _Input) -> None:
         if not self.running:
+            # kept for when consensus (re)starts: p2p de-duplicates gossip, so a vote
+            # dropped now would not be delivered again when its sender re-sends it
+            if isinstance(item, _PeerMsg):
+                self._parked.append(item)
             return
         now = wall_ms()
         r = self.replica

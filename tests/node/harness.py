@@ -75,7 +75,7 @@ class NodeHome:
 
 
 @dataclass
-class TestnetHomes:
+class NetHomes:
     net: Testnet
     nodes: list[NodeHome]
 
@@ -87,7 +87,7 @@ class TestnetHomes:
 def make_testnet(out: Path, validators: int = 4, full_nodes: int = 0, *,
                  storage: StorageConfig | None = None, seed: bytes = b"harness",
                  peers_of_full_nodes: bool = True, timeouts: dict[str, int] | None = None,
-                 ) -> TestnetHomes:
+                 ) -> NetHomes:
     """Generate homes under ``out`` (see the module docstring)."""
     template = load_devnet_template()
     params = {**{f: getattr(template.consensus_params, f)
@@ -117,7 +117,7 @@ def make_testnet(out: Path, validators: int = 4, full_nodes: int = 0, *,
         )
         (h.home / "config").mkdir(exist_ok=True)
         write_config(cfg)
-    return TestnetHomes(net, homes)
+    return NetHomes(net, homes)
 
 
 async def wait_until(cond: Callable[[], bool], timeout: float, what: str,
@@ -253,6 +253,16 @@ class ProcessNode:
 
     def log_text(self) -> str:
         return "".join(p.read_text(errors="replace") for p in self.logs if p.exists())
+
+
+def wait_log(node: ProcessNode, text: str, timeout: float) -> None:
+    """Poll the node's log until ``text`` appears."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in node.log_text():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{node.home.name}: {text!r} not logged within {timeout}s")
 
 
 def wait_heights(nodes: list[ProcessNode], height: int, timeout: float) -> list[int | None]:
