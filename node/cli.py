@@ -23,9 +23,9 @@ from typing import Any, NoReturn
 import click
 import msgpack
 
+from chain import crypto
 from chain import statekeys as sk
 from chain import tx as txm
-from chain.crypto import PrivateKey
 from chain.errors import ChainError
 from chain.genesis import GenesisDoc, GenesisValidator, format_time_ms, override_params, parse_time
 from chain.params import AppParams
@@ -211,9 +211,7 @@ def init(home: Path, chain_id: str, moniker: str, force: bool) -> None:
 
     home = _home(home)
     cfg = default_config(home)
-    cfg = Config(home=home, base=_replace(cfg.base, moniker=moniker), rpc=cfg.rpc, p2p=cfg.p2p,
-                 mempool=cfg.mempool, consensus=cfg.consensus, storage=cfg.storage,
-                 instrumentation=cfg.instrumentation)  # fmt: skip
+    cfg = _replace(cfg, base=_replace(cfg.base, moniker=moniker))
     targets = [
         home / CONFIG_FILE,
         cfg.path(cfg.base.genesis_file),
@@ -223,7 +221,7 @@ def init(home: Path, chain_id: str, moniker: str, force: bool) -> None:
     existing = [str(p) for p in targets if p.exists()]
     if existing and not force:
         fail(f"{existing[0]} exists; refusing to overwrite (use --force)")
-    val_key, node_key = PrivateKey.generate(), PrivateKey.generate()
+    val_key, node_key = crypto.PrivateKey.generate(), crypto.PrivateKey.generate()
     doc = build_testnet_genesis(
         load_devnet_template(), [val_key], chain_id=chain_id,
         genesis_time_ms=int(time.time() * 1000), names=[moniker],
@@ -879,6 +877,73 @@ def tx_generic(kind: str, payload: str, payload_hex: str | None, payload_file: P
     else:
         data = payload.encode()
     t.send(txbuild.generic(kind.encode(), data))
+
+
+# --- content ----------------------------------------------------------------------------------
+
+
+@cli.group("content")
+def content_group() -> None:
+    """Encrypt content, open a key you own and decrypt (docs/content.md)."""
+
+
+@content_group.command("encrypt")
+@_home_option
+@click.argument("file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--chunk-size", type=int, default=content.DEFAULT_CHUNK_SIZE, show_default=True)
+@_output_option
+def content_encrypt(home: Path, file: Path, chunk_size: int, output: str) -> None:
+    """Encrypt FILE into <home>/content/<root>.bin with a new key in <root>.key (0600)."""
+    content.check_chunk_size(chunk_size)
+    d = _content_dir(_home(home))
+    key = content.generate_key()
+    tmp = d / f".encrypting-{os.getpid()}"
+    info = content.encrypt_file(file, tmp, key, chunk_size)
+    ct_path, key_path = d / f"{info.root.hex()}.bin", d / f"{info.root.hex()}.key"
+    tmp.replace(ct_path)
+    write_secret(key_path, key.hex().encode() + b"\n")
+    _emit({"content_root": info.root.hex(), "size": info.size, "chunk_size": info.chunk_size,
+           "chunks": info.chunks, "ciphertext": str(ct_path), "content_key": str(key_path)}, output)  # fmt: skip
+
+
+@content_group.command("unseal")
+@_home_option
+@_node_option
+@click.argument("card_id")
+@click.argument("serial", type=click.IntRange(1))
+@click.option("--from", "from_", required=True, help="Keyring key that owns the key token.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where to write the content key (default <home>/content/<root>.key).")
+def content_unseal(home: Path, node_url: str | None, card_id: str, serial: int, from_: str, out: Path | None) -> None:
+    """Open the content key sealed to you in key token SERIAL of CARD_ID."""
+    h = _home(home)
+    key = Keyring(h).get(from_)
+    client = _client(node_url, h)
+    cid = _h32(card_id, "card id")
+    token = client.call("key", card_id=cid.hex(), serial=serial).get("value")
+    if not token:
+        fail(f"card {cid.hex()} has no key {serial}")
+    if token.get("owner") != key.public_key.hex():
+        fail(f"key {serial} of card {cid.hex()} belongs to {token.get('owner')}, not to {from_}")
+    ckey = crypto.unseal(key, bytes.fromhex(token["sealed_key"]))
+    card = client.call("card", card_id=cid.hex()).get("value") or {}
+    target = out or _content_dir(h) / f"{card.get('content_root', cid.hex())}.key"
+    write_secret(target, ckey.hex().encode() + b"\n")
+    click.echo(f"wrote the content key of card {cid.hex()} to {target}")
+
+
+@content_group.command("decrypt")
+@click.argument("ciphertext", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--key", "key_file", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Content key file (64 hex digits).")
+@click.option("--chunk-size", type=int, default=content.DEFAULT_CHUNK_SIZE, show_default=True)
+@click.option("--root", default=None, help="Check the ciphertext against this content root (the card's).")
+def content_decrypt(ciphertext: Path, out: Path, key_file: Path, chunk_size: int, root: str | None) -> None:
+    """Decrypt CIPHERTEXT to OUT, authenticating every chunk (OUT is removed on failure)."""
+    expected = None if root is None else _h32(root, "content root")
+    info = content.decrypt_file(ciphertext, out, read_content_key(key_file), chunk_size, expected_root=expected)
+    click.echo(f"decrypted {info.chunks} chunks to {out} (content root {info.root.hex()})")
 
 
 # --- query --------------------------------------------------------------------------------

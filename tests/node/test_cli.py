@@ -321,3 +321,23 @@ def test_help_lists_every_command() -> None:
     r = run("query", "--help")
     for name in ("account", "card", "feed", "seeders", "key", "keys-of", "may-decrypt", "block", "tx"):
         assert name in r.output
+
+
+def test_content_encrypt_and_decrypt(tmp_path: Path) -> None:
+    src = tmp_path / "doc.txt"
+    src.write_bytes(b"secret words " * 700)
+    out = json.loads(run("content", "encrypt", src, "--chunk-size", "2048", "-o", "json", "--home", tmp_path).output)
+    assert stat.S_IMODE(Path(out["content_key"]).stat().st_mode) == 0o600
+    plain = tmp_path / "plain.txt"
+    r = run("content", "decrypt", out["ciphertext"], plain, "--key", out["content_key"], "--chunk-size", "2048",
+            "--root", out["content_root"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert plain.read_bytes() == src.read_bytes()
+    # a truncated ciphertext fails in one line and leaves no output behind
+    cut = tmp_path / "cut.bin"
+    cut.write_bytes(Path(out["ciphertext"]).read_bytes()[:2048])
+    r = run("content", "decrypt", cut, tmp_path / "p2", "--key", out["content_key"], "--chunk-size", "2048")
+    assert r.exit_code == 1 and "truncated" in r.output and not (tmp_path / "p2").exists()
+    r = run("content", "decrypt", out["ciphertext"], tmp_path / "p3", "--key", out["content_key"],
+            "--chunk-size", "2048", "--root", "00" * 32)  # fmt: skip
+    assert r.exit_code == 1 and "does not match" in r.output

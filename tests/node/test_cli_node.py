@@ -15,8 +15,6 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from chain import crypto
-from node import content
 from node.cli import cli
 from node.client import RpcClient, RpcTransportError
 
@@ -150,10 +148,16 @@ def test_sale_end_to_end(node: Node, tmp_path: Path) -> None:
     assert d["buyer"] == buyer
     token = _json(run("query", "key", card_id, "1", "-o", "json", "--home", h))["value"]
     assert token["owner"] == buyer
-    buyer_key = crypto.PrivateKey(bytes.fromhex(json.loads(run("keys", "export", "buyer", "--home", h).output)["priv_key"]))
-    ckey = crypto.unseal(buyer_key, bytes.fromhex(token["sealed_key"]))
-    ct = Path(pub["ciphertext"]).read_bytes()
-    assert content.decrypt_bytes(ct, ckey, 4096, expected_root=bytes.fromhex(root)) == src.read_bytes()
+    # the buyer opens the sealed key with the CLI and decrypts the seeded ciphertext
+    got_key = tmp_path / "bought.key"
+    r = run("content", "unseal", card_id, "1", "--from", "buyer", "--out", got_key, "--home", h)
+    assert r.exit_code == 0, r.output
+    assert got_key.read_text() == Path(pub["content_key"]).read_text()
+    plain = tmp_path / "movie.out"
+    r = run("content", "decrypt", pub["ciphertext"], plain, "--key", got_key, "--chunk-size", "4096", "--root", root)
+    assert r.exit_code == 0 and plain.read_bytes() == src.read_bytes()
+    r = run("content", "unseal", card_id, "1", "--from", "val", "--out", tmp_path / "no.key", "--home", h)
+    assert r.exit_code == 1 and "not to val" in r.output
     may = _json(run("query", "may-decrypt", "buyer", card_id, "-o", "json", "--home", h))["value"]
     assert may["allowed"] is True
     keys_of = _json(run("query", "keys-of", "buyer", "--prove", "-o", "json", "--home", h))
