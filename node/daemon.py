@@ -54,6 +54,8 @@ from p2p import (
 log = get_logger("node")
 
 MIB = 1024 * 1024
+MIN_RETAIN = 2
+"""Fewest blocks and state versions the pruner keeps, whatever the config says."""
 
 
 def channel_specs(limits: wire.Limits) -> tuple[ChannelSpec, ...]:
@@ -160,12 +162,14 @@ class Daemon:
         height = node.state.height
         async with node.apply_lock:
             if cfg.retain_state_versions:
-                below = height - cfg.retain_state_versions + 1
+                # the next block needs the state of the last height and the set before it
+                below = height - max(cfg.retain_state_versions, MIN_RETAIN) + 1
                 # the state of the last height is needed to apply the next block
                 if below > (node.tree.oldest_version or 0):
                     await trio.to_thread.run_sync(node.tree.prune, below)
             if cfg.retain_blocks:
-                below = height - cfg.retain_blocks + 1
+                # the next proposal may need the stored commit of the last height
+                below = height - max(cfg.retain_blocks, MIN_RETAIN) + 1
                 if below > (node.blocks.base_height or 0):
                     await trio.to_thread.run_sync(node.blocks.prune_blocks, below)
         self.prunes += 1

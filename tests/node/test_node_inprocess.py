@@ -9,6 +9,7 @@ import trio
 
 from chain import tx as txm
 from chain.sigverify import SignatureVerifier
+from node.config import StorageConfig
 from tests.node.harness import InProcessNode, make_testnet, wait_until
 
 
@@ -99,6 +100,39 @@ def test_every_lane_committed_with_identical_app_hashes(tmp_path: Path,
             # nobody equivocated, nobody was refused a signature
             for n in nodes:
                 assert n.daemon.consensus.evidence_seen == []
+            for n in nodes:
+                await n.stop()
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+
+
+def test_retention_prunes_blocks_and_state_while_the_chain_runs(
+        tmp_path: Path, verifier: SignatureVerifier) -> None:
+    storage = StorageConfig(retain_blocks=3, retain_state_versions=4, prune_interval=0.1)
+    homes = make_testnet(tmp_path / "net", 4, storage=storage)
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            nodes = [InProcessNode(h, verifier) for h in homes.nodes]
+            for n in nodes:
+                await n.start(nursery)
+
+            def pruned() -> bool:
+                return all((n.node.blocks.base_height or 0) >= 4
+                           and (n.node.tree.oldest_version or 0) >= 4 for n in nodes)
+
+            await wait_until(pruned, 30, "pruning on every node")
+            target = max(n.height for n in nodes) + 2
+            await wait_until(lambda: min(n.height for n in nodes) >= target, 20, "more blocks")
+            for n in nodes:
+                node = n.node
+                await n.daemon.prune_once()
+                h = node.state.height
+                assert node.blocks.base_height >= h - 3 + 1 - 1  # a block may land meanwhile
+                assert node.blocks.get_block(1) is None
+                assert node.tree.oldest_version >= h - 4 + 1 - 1
+                assert node.sync_info().earliest_block_height == node.blocks.base_height
             for n in nodes:
                 await n.stop()
             nursery.cancel_scope.cancel()
