@@ -8,7 +8,7 @@ PY     := $(BIN)/python
 # Packages whose pure cores must stay ruff- and mypy-clean.
 CORES  := storage vm chain consensus p2p genesis light
 
-.PHONY: test lint bench sim clean
+.PHONY: test lint bench sim devnet clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ $(VENV)/.installed-bench: pyproject.toml | $(PY)
 $(VENV)/.installed-lint: pyproject.toml | $(PY)
 	$(PY) -m pip install -q -e '.[test,lint]'
 	touch $@
+
+# A 4-validator local testnet under .devnet/ with demo content; Ctrl-C stops it.
+devnet: $(VENV)/.installed-test
+	$(PY) -m tools.devnet
 
 test: $(VENV)/.installed-test
 	$(PY) -m pytest -q
