@@ -403,12 +403,20 @@ class StateTree:
             if rec is not None:
                 used -= len(rec) + len(nk) + 120
         limit = self._cache_limit
-        for nk, rec in pending._new_nodes:
-            size = len(rec) + len(nk) + 120
-            if used + size > limit:
-                break
-            cache[nk] = rec
-            used += size
+        new_nodes = pending._new_nodes
+        need = sum(len(rec) + len(nk) + 120 for nk, rec in new_nodes)
+        if used + need <= limit:
+            cache.update(new_nodes)
+            used += need
+        else:
+            # Upper nodes first: when the cache is full it keeps the hottest ones.
+            new_nodes.sort(key=lambda item: item[0][10])
+            for nk, rec in new_nodes:
+                size = len(rec) + len(nk) + 120
+                if used + size > limit:
+                    break
+                cache[nk] = rec
+                used += size
         self._cache_used = used
 
     def stage(
@@ -463,11 +471,9 @@ class StateTree:
             stale.extend(nk[2:] for nk in run.stale)
             stale.extend(stale_keys)
             out.append((keys.STATE_STALE + vbytes, b"".join(stale)))
-        new_nodes = run.nodes
-        # Upper nodes first: if the cache fills up it keeps the hottest ones.
-        new_nodes.sort(key=lambda kv: kv[0][10])
-        out.sort(key=lambda kv: kv[0])
-        staged = StagedVersion(version, new_root, out, new_nodes, run.stale)
+        # Sorted keys make LevelDB's memtable inserts ~25% cheaper than random order.
+        out.sort(key=lambda item: item[0])
+        staged = StagedVersion(version, new_root, out, run.nodes, run.stale)
         self._pending = staged
         return staged
 
