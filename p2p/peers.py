@@ -197,9 +197,14 @@ class PeerManager:
         self._retry_at.pop(peer_id, None)
 
     def on_disconnected(self, peer_id: PeerId, now: float) -> None:
-        if self.connected.pop(peer_id, None) is not None and peer_id in self.persistent:
+        if self.connected.pop(peer_id, None) is None:
+            return
+        if peer_id in self.persistent:
             # first redial after a drop is quick; failures back off from there
             self._retry_at[peer_id] = now + self.policy.backoff_base
+        else:
+            # a seed that answered, or a peer that left: not straight back
+            self._retry_at[peer_id] = now + self.policy.backoff_max
 
     # -- dialling --------------------------------------------------------------
 

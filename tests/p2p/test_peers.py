@@ -154,3 +154,14 @@ def test_policy_validation() -> None:
         PeerPolicy(max_inbound=-1)
     with pytest.raises(ConfigError):
         PeerPolicy(backoff_base=5, backoff_max=1)
+
+
+def test_seed_is_not_redialled_at_once_after_it_answered() -> None:
+    pm = PeerManager(ME, PeerPolicy(backoff_max=30))
+    pm.add_seed(pid(9), ("seed", 1))
+    assert pm.due_dials(0) == [Dial(pid(9), ("seed", 1))]
+    pm.on_connected(pid(9), True)
+    pm.on_disconnected(pid(9), now=1)  # it answered with nothing useful
+    assert pm.due_dials(1) == []
+    assert pm.next_wakeup(1) == 31
+    assert pm.due_dials(31) == [Dial(pid(9), ("seed", 1))]
