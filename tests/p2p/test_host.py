@@ -453,3 +453,36 @@ async def test_slow_application_inbox_drops_mempool_and_holds_consensus() -> Non
                     if len(votes) == 20:
                         break
         assert votes == [b"vote%d" % i for i in range(20)]
+
+
+async def test_many_messages_from_many_origins_reach_every_node_once() -> None:
+    import random
+
+    rng = random.Random(6)
+    # a ring with chords over 8 nodes, persistent links only
+    config = dataclasses.replace(FAST, policy=PeerPolicy(max_outbound=0, backoff_base=0.05))
+    async with cluster(8, config) as nodes:
+        links = {(i, (i + 1) % 8) for i in range(8)} | {(0, 4), (2, 6)}
+        for i, j in links:
+            nodes[i].host.add_persistent_peer(nodes[j].id, nodes[j].addr)
+        degree = [sum(1 for link in links if k in link) for k in range(8)]
+        await until(lambda: all(len(n.host.peers) == degree[k] for k, n in enumerate(nodes)),
+                    what="ring with chords")
+        sent: list[tuple[int, bytes]] = []
+        for m in range(200):
+            origin = rng.randrange(8)
+            frame = b"msg-%d" % m
+            channel = CONSENSUS if m % 2 else MEMPOOL
+            nodes[origin].host.broadcast(channel, frame)
+            sent.append((origin, frame))
+            if m % 50 == 49:
+                await trio.sleep(0)
+        for k, node in enumerate(nodes):
+            expected = sorted(f for origin, f in sent if origin != k)
+            await until(lambda node=node, expected=expected:
+                        sorted(e.frame for e in node.received()) == expected,
+                        timeout=20, what=f"node {k} has every message once")
+        # nothing arrived twice in the meantime either
+        for k, node in enumerate(nodes):
+            frames = [e.frame for e in node.received()]
+            assert len(frames) == len(set(frames)) == sum(1 for o, _ in sent if o != k)
