@@ -83,6 +83,8 @@ def wall_ms() -> int:
 class _PeerMsg:
     peer: bytes
     msg: wire.ProposalMessage | wire.VoteMessage | wire.CommitMessage | wire.EvidenceMessage
+    frame: bytes
+    frame_id: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +107,12 @@ class _OwnBlock:
     block: Block
 
 
-_Input = _PeerMsg | _BlockIn | _Verdict | _OwnBlock
+@dataclass(frozen=True, slots=True)
+class _Wake:
+    """No input: the loop re-reads its earliest timer (armed from outside the loop)."""
+
+
+_Input = _PeerMsg | _BlockIn | _Verdict | _OwnBlock | _Wake
 
 
 class ConsensusDriver:
@@ -154,8 +161,8 @@ class ConsensusDriver:
         """Queue an input (never blocks)."""
         self._send.send_nowait(item)
 
-    def on_peer_message(self, peer: bytes, msg: Any) -> None:
-        self.submit(_PeerMsg(peer, msg))
+    def on_peer_message(self, peer: bytes, msg: Any, frame: bytes, frame_id: bytes) -> None:
+        self.submit(_PeerMsg(peer, msg, frame, frame_id))
 
     def on_block(self, peer: bytes | None, block: Block) -> None:
         self.submit(_BlockIn(peer, block))
@@ -182,6 +189,8 @@ class ConsensusDriver:
             for item in parked:
                 if self._message_height(item.msg) >= height:
                     await self._handle(item)
+            # the loop may be waiting with no deadline: make it see the new timers
+            self.submit(_Wake())
 
     @staticmethod
     def _message_height(msg: Any) -> int:
@@ -261,24 +270,30 @@ class ConsensusDriver:
         actions: list[HostAction] = []
         if isinstance(item, _PeerMsg):
             msg = item.msg
+            relay = False
             try:
                 if isinstance(msg, wire.ProposalMessage):
                     block = wire.decode_block(msg.block_bytes, self.node.limits)
                     actions = r.on_proposal(msg.proposal, block, now_ms=now)
+                    # checked by the core (signature, proposer) only at its own height
+                    relay = msg.proposal.height == r.core.height
                 elif isinstance(msg, wire.VoteMessage):
+                    relay = msg.vote.height == r.core.height
                     actions = r.on_vote(msg.vote, now_ms=now)
                 elif isinstance(msg, wire.CommitMessage):
                     block_opt = (wire.decode_block(msg.block_bytes, self.node.limits)
                                  if msg.block_bytes else None)
                     actions = r.on_commit(msg.commit, block_opt, now_ms=now)
                 elif isinstance(msg, wire.EvidenceMessage):
-                    self._add_evidence(msg.evidence, gossip=False)
+                    relay = self._add_evidence(msg.evidence, gossip=False)
             except (InvalidMessage, wire.WireError) as exc:
                 if _is_peer_fault(exc):
                     self.host.report_violation(item.peer, f"consensus: {exc}")
                     log.warning("peer sent an invalid consensus message", peer=item.peer.hex()[:16],
                                 error=str(exc))
                 return
+            if relay:
+                self.node.relay(CONSENSUS, item.frame, item.frame_id)
         elif isinstance(item, _BlockIn):
             if item.block.header.height != r.core.height:
                 return
@@ -291,6 +306,8 @@ class ConsensusDriver:
             if item.height != r.core.height:
                 return
             actions = r.on_own_block(item.block, item.round, now_ms=now)
+        else:
+            return
         await self._perform(actions)
 
     async def _fire_due_timers(self) -> None:
@@ -335,7 +352,7 @@ class ConsensusDriver:
             frame = wire.encode(wire.ProposalMessage(msg, a.block.encode()))
         else:
             frame = wire.encode(wire.VoteMessage(msg))
-        self.host.broadcast(CONSENSUS, frame)
+        self.node.gossip(CONSENSUS, frame)
 
     def _send_to(self, peer: bytes, channel: int, frame: bytes) -> None:
         with contextlib.suppress(NotConnected):
@@ -346,24 +363,26 @@ class ConsensusDriver:
             raise ConsensusFailure("the consensus driver is not running")
         self._nursery.start_soon(fn, *args)
 
-    def _add_evidence(self, ev: DuplicateVoteEvidence, *, gossip: bool) -> None:
+    def _add_evidence(self, ev: DuplicateVoteEvidence, *, gossip: bool) -> bool:
+        """Pool new, valid evidence; True if it was new (a peer's is then relayed)."""
         node = self.node
         try:
             valset = node.state.validator_set(ev.height)
         except ChainError:
-            return  # a height whose set we no longer keep
+            return False  # a height whose set we no longer keep
         try:
             added = node.evidence.add(ev, valset, node.state.height + 1)
         except ConsensusError as exc:
             log.warning("dropped invalid evidence", error=str(exc))
-            return
+            return False
         if added:
             self.evidence_seen.append(ev)
             v = ev.vote_a
             log.warning("evidence of double signing", height=v.height, round=v.round,
                         type=int(v.type), validator_index=v.validator_index)
             if gossip:
-                self.host.broadcast(CONSENSUS, wire.encode(wire.EvidenceMessage(ev)))
+                self.node.gossip(CONSENSUS, wire.encode(wire.EvidenceMessage(ev)))
+        return added
 
     def _on_sign_refused(self, exc: DoubleSignRefused) -> None:
         self.sign_refusals += 1

@@ -20,7 +20,6 @@ Tasks (all children of :func:`run_node`'s nursery):
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import signal
 import sys
@@ -50,6 +49,7 @@ from p2p import (
     PeerPolicy,
     Received,
 )
+from p2p.gossip import message_id
 
 log = get_logger("node")
 
@@ -59,15 +59,20 @@ MIN_RETAIN = 2
 
 
 def channel_specs(limits: wire.Limits) -> tuple[ChannelSpec, ...]:
-    """The p2p channels with frame limits sized from the chain's parameters."""
+    """The p2p channels with frame limits sized from the chain's parameters.
+
+    None uses p2p's forward-before-validate gossip: the node relays a consensus
+    or mempool frame itself once it decoded and checked it (``Node.relay``), so
+    an honest node never forwards garbage and never gets banned for a bad
+    peer's frames.
+    """
     cons = limits.frame_limit(CONSENSUS)
     blocks = limits.frame_limit(BLOCKS)
     mem = limits.frame_limit(MEMPOOL)
     return (
-        ChannelSpec(CONSENSUS, "consensus", 0, cons, max(16 * MIB, 4 * cons), Overflow.DISCONNECT,
-                    gossip=True),
+        ChannelSpec(CONSENSUS, "consensus", 0, cons, max(16 * MIB, 4 * cons), Overflow.DISCONNECT),
         ChannelSpec(BLOCKS, "blocksync", 1, blocks, max(64 * MIB, 8 * blocks), Overflow.DISCONNECT),
-        ChannelSpec(MEMPOOL, "mempool", 2, mem, max(4 * MIB, 4 * mem), Overflow.DROP, gossip=True),
+        ChannelSpec(MEMPOOL, "mempool", 2, mem, max(4 * MIB, 4 * mem), Overflow.DROP),
         ChannelSpec(PEX, "pex", 3, 64 * 1024, 256 * 1024, Overflow.DROP),
     )
 
@@ -124,6 +129,11 @@ class Daemon:
 
     def _on_frame(self, peer: bytes, channel: int, frame: bytes) -> None:
         node = self.node
+        frame_id = b""
+        if channel in (CONSENSUS, MEMPOOL):
+            frame_id = message_id(frame)
+            if not node.observe(frame_id, peer):
+                return  # a copy of a frame already handled
         try:
             msg = wire.decode_untrusted(channel, frame, node.limits)
         except wire.WireError as exc:
@@ -134,18 +144,21 @@ class Daemon:
         label = {CONSENSUS: "consensus", BLOCKS: "blocksync", MEMPOOL: "mempool"}.get(channel, "")
         node.metrics.add_peer_bytes(label, received=len(frame))
         if channel == CONSENSUS:
-            self.consensus.on_peer_message(peer, msg)
+            self.consensus.on_peer_message(peer, msg, frame, frame_id)
         elif channel == BLOCKS:
             self.sync.on_message(peer, msg)
         elif isinstance(msg, wire.TxMessage):
-            self._on_tx(msg.tx_bytes)
+            self._on_tx(msg.tx_bytes, frame, frame_id)
 
-    def _on_tx(self, tx_bytes: bytes) -> None:
+    def _on_tx(self, tx_bytes: bytes, frame: bytes, frame_id: bytes) -> None:
         from node.mempool import MempoolError
 
-        # a stale nonce, a duplicate, a full pool: not the peer's fault, gossip repairs it
-        with contextlib.suppress(MempoolError):
+        try:
             self.node.mempool.add(tx_bytes)
+        except MempoolError:
+            return  # a stale nonce, a duplicate, a full pool: not the peer's fault
+        if self.node.config.mempool.broadcast:
+            self.node.relay(MEMPOOL, frame, frame_id)
 
     async def prune_loop(self) -> None:
         """Keep disk bounded: drop blocks and state versions below the retention."""

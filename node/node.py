@@ -54,7 +54,8 @@ from node.log import get_logger
 from node.metrics import NodeMetrics
 from node.view import PeerInfo, SyncInfo, TxLocation
 from node.wire import Limits
-from p2p import NodeKey, format_peer_id
+from p2p import NodeKey, NotConnected, format_peer_id
+from p2p.gossip import SeenCache, message_id
 from storage import keys
 from storage.blocks import BlockStore
 from storage.errors import StorageError
@@ -153,6 +154,8 @@ class Node:
         self._last_block_wall: float | None = None
         self.on_commit: list[Callable[[Block, BlockResult], None]] = []
         """Hooks run after each commit (the drivers' bookkeeping)."""
+        self.seen = SeenCache(capacity=100_000, ttl=120.0)
+        """Ids of consensus and mempool frames seen, with who sent them (relay)."""
 
     # --- opening ---------------------------------------------------------------------
 
@@ -396,6 +399,29 @@ class Node:
                             for v in result.validator_updates]
                 + [{"pub_key": k.hex(), "power": 0} for k in result.removed_validators]})
 
+    # --- gossip (validate, then relay) --------------------------------------------------
+
+    def observe(self, frame_id: bytes, sender: bytes | None) -> bool:
+        """Record a consensus or mempool frame; True the first time it is seen."""
+        return self.seen.observe(frame_id, sender, trio.current_time())
+
+    def gossip(self, channel: int, frame: bytes) -> None:
+        """Send a frame of ours to every peer."""
+        if self.host is None:
+            return
+        self.observe(message_id(frame), None)
+        self.host.broadcast(channel, frame)
+
+    def relay(self, channel: int, frame: bytes, frame_id: bytes) -> None:
+        """Pass a peer's frame, once checked, to every peer that has not sent it to us."""
+        if self.host is None:
+            return
+        senders = self.seen.senders(frame_id)
+        for peer in list(self.peers):
+            if peer not in senders:
+                with contextlib.suppress(NotConnected):
+                    self.host.send(peer, channel, frame)
+
     # --- NodeView --------------------------------------------------------------------------
 
     def sync_info(self) -> SyncInfo:
@@ -427,7 +453,7 @@ class Node:
             from node import wire
             from p2p import MEMPOOL
 
-            self.host.broadcast(MEMPOOL, wire.encode(wire.TxMessage(tx_bytes)))
+            self.gossip(MEMPOOL, wire.encode(wire.TxMessage(tx_bytes)))
         return result
 
     def tx_location(self, tx_hash: bytes) -> TxLocation | None:

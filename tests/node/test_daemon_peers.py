@@ -1,0 +1,83 @@
+"""A misbehaving peer against in-process nodes over real QUIC: an equivocating
+validator is caught (evidence detected, gossiped and put in a block), and a
+peer sending a frame that does not decode is reported and banned."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import trio
+
+from chain.sigverify import SignatureVerifier
+from chain.types import Vote, VoteType
+from node import wire
+from p2p import CONSENSUS, Host, NodeKey
+from tests.node.harness import InProcessNode, make_testnet, wait_until
+
+
+@pytest.fixture(scope="module")
+def verifier() -> SignatureVerifier:
+    v = SignatureVerifier(1, kind="thread")
+    yield v
+    v.close()
+
+
+def test_equivocation_is_committed_as_evidence_and_a_bad_frame_gets_the_peer_banned(
+        tmp_path: Path, verifier: SignatureVerifier) -> None:
+    homes = make_testnet(tmp_path / "net", 4)
+    cheat_key = homes.nodes[3].validator_key  # validator 3 never runs: the test signs for it
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            nodes = [InProcessNode(h, verifier) for h in homes.nodes[:3]]
+            for n in nodes:
+                await n.start(nursery)
+            await wait_until(lambda: min(n.height for n in nodes) >= 1, 30, "height 1")
+            target = nodes[0]
+            async with Host.open(NodeKey.generate(), ("127.0.0.1", 0)) as fake:
+                await fake.connect(bytes.fromhex(homes.nodes[0].node_id),
+                                   ("127.0.0.1", target.daemon.p2p_port), timeout=10)
+                driver = target.daemon.consensus
+                with trio.move_on_after(20):
+                    while not driver.evidence_seen:
+                        core = driver.replica.core
+                        idx = core.valset.index_of(cheat_key.public_key.raw)
+                        assert idx is not None
+                        for block_hash in (b"\x01" * 32, b"\x02" * 32):
+                            vote = Vote(VoteType.PREVOTE, core.height, core.round, block_hash,
+                                        1, idx, b"").signed(cheat_key, homes.chain_id)
+                            fake.send(target.node.node_key.peer_id, CONSENSUS,
+                                      wire.encode(wire.VoteMessage(vote)))
+                        await trio.sleep(0.1)
+                assert driver.evidence_seen, "no evidence detected"
+                ev_height = driver.evidence_seen[0].height
+
+                def in_a_block() -> bool:
+                    node = target.node
+                    for h in range(ev_height, node.state.height + 1):
+                        raw = node.blocks.get_block(h)
+                        if raw is not None and wire.decode_block(raw, node.limits).evidence:
+                            return True
+                    return False
+
+                await wait_until(in_a_block, 20, "a block carrying the evidence")
+                # the evidence was gossiped: every node saw it and none was refused
+                await wait_until(lambda: all(n.daemon.consensus.evidence_seen for n in nodes),
+                                 10, "evidence on every node")
+                # committed once: every node's pool marks it, no block repeats it
+                ev = driver.evidence_seen[0]
+                await wait_until(lambda: all(n.node.evidence.is_committed(ev) for n in nodes),
+                                 10, "evidence marked committed everywhere")
+                # a frame that is not a message: the peer is reported and banned
+                fake.send(target.node.node_key.peer_id, CONSENSUS, b"\xc1not a message")
+                await wait_until(lambda: target.daemon.host.is_banned(fake.peer_id), 10,
+                                 "the bad peer banned")
+            start = min(n.height for n in nodes)
+            await wait_until(lambda: min(n.height for n in nodes) >= start + 2, 20,
+                             "the chain goes on without the jailed validator")
+            for n in nodes:
+                await n.stop()
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
