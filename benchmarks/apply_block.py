@@ -17,7 +17,11 @@ Baseline, interleaved block by block in the same run: verifying the block's
 transaction signatures with plain pynacl (nacl.bindings.crypto_sign_open) on
 one core. ratio = (block txs / apply seconds) / (block txs / verify seconds),
 median over the blocks; >= 0.5 is the target, >= 1.0 means applying a block
-beats one core merely verifying its signatures.
+beats one core merely verifying its signatures. The overlap of verification
+with applying needs a second free core: `cores_free` (before and after the
+run) is 2 x the time of a pure-Python loop alone over the time of two such
+loops at once, i.e. how many cores the run actually got (2.0 on an idle
+2-core machine).
 
     .venv/bin/python benchmarks/apply_block.py [--blocks 50] [--txs 2000]
 
@@ -207,6 +211,24 @@ def build_chain(state: st.State, work: Workload) -> list[Block]:
     return out
 
 
+def burn(n: int = 2_000_000) -> float:
+    t0 = time.perf_counter()
+    x = 0
+    for i in range(n):
+        x += i
+    return time.perf_counter() - t0
+
+
+def measure_free_cores() -> float:
+    """How many cores this run gets: 2 x (one loop alone) / (two loops at once)."""
+    import multiprocessing
+
+    alone = min(burn() for _ in range(2))
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        together = max(pool.map(burn, [2_000_000, 2_000_000]))
+    return round(2 * alone / together, 2)
+
+
 def verify_one_core(items: list[tuple[bytes, bytes, bytes]]) -> float:
     sign_open = nacl.bindings.crypto_sign_open
     t0 = time.perf_counter()
@@ -221,6 +243,7 @@ def main() -> None:
     ap.add_argument("--txs", type=int, default=2000)
     args = ap.parse_args()
 
+    cores_before = measure_free_cores()
     t0 = time.perf_counter()
     work = Workload(args.blocks, args.txs)
     print(f"generated and signed {sum(map(len, work.blocks)) + len(work.setup)} txs in {time.perf_counter() - t0:.1f}s")
@@ -269,6 +292,7 @@ def main() -> None:
             "block_apply_ms_p50": round(statistics.median(ms), 1),
             "block_apply_ms_p99": round(ms[min(len(ms) - 1, int(len(ms) * 0.99))], 1),
             "store": "leveldb",
+            "cores_free": [cores_before, measure_free_cores()],
             "sigverify": f"{sigverify.default_verifier().kind} pool x{sigverify.default_verifier().workers}",
         }
         print(json.dumps(out))
