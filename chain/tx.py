@@ -587,8 +587,8 @@ class Tx:
         """Decode canonical tx bytes; raises chain.errors.DecodeError only.
 
         Fast path for well-formed input: msgpack decodes (maps and extension
-        types refused), the typed field checks fix every type and range, and the
-        typed value must re-encode to exactly `data` (canonical form). Anything
+        types refused), the typed field checks fix every type and range, and what
+        was decoded must re-encode to exactly `data` (canonical form). Anything
         the fast path refuses goes through chain.encoding.unpack_untrusted for
         the precise error.
         """
@@ -602,7 +602,7 @@ class Tx:
                 obj = None
             if obj is not None:
                 tx = cls._from_array(obj)
-                if tx.encode() != data:
+                if msgpack.packb(obj, use_bin_type=True) != data:
                     raise DecodeError("non-canonical encoding (re-encoding differs)")
                 return tx
         return cls._from_array(unpack_untrusted(data, max_size))
