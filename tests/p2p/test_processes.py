@@ -95,7 +95,8 @@ def _namespaces() -> Iterator[tuple[str, str, str, str]]:
                 raise RuntimeError(f"ip {' '.join(step)} failed: {result.stderr.strip()}")
         yield ns_a, ns_b, ip_a, ip_b
     finally:
-        _ip("link", "del", veth_a)  # usually gone with its namespace already
+        if created:
+            _ip("link", "del", veth_a)  # usually gone with its namespace already
         for ns in created:
             _ip("netns", "del", ns)
 
