@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from chain.types import Commit
+from storage.blocks import BlockStore
+from storage.kv import LevelKV
 from tests.node.harness import NetHomes, ProcessNode, make_testnet, wait_heights, wait_log
 
 pytestmark = pytest.mark.slow
@@ -43,7 +46,7 @@ def _top(procs: list[ProcessNode]) -> int:
 
 def test_sigkilled_validator_catches_up_and_a_fresh_full_node_syncs(
         net: tuple[NetHomes, list[ProcessNode]]) -> None:
-    _, procs = net
+    homes, procs = net
     validators, full = procs[:4], procs[4]
     for p in validators:
         p.start()
@@ -54,6 +57,7 @@ def test_sigkilled_validator_catches_up_and_a_fresh_full_node_syncs(
     wait_heights(validators[:3], target, timeout=20)  # 3 of 4 keep the chain going
     victim.start()
     wait_heights([victim], target, timeout=20)
+    rejoined_at = target
     restarted = victim.logs[-1].read_text()
     assert "block sync started" in restarted
     # it votes again: the chain moves with it, and it keeps up
@@ -69,6 +73,26 @@ def test_sigkilled_validator_catches_up_and_a_fresh_full_node_syncs(
     for p in procs:
         assert p.terminate() == 0, p.home.name
     _check_logs(procs)
+    # the restarted validator signs again: its precommits are in later commits
+    victim_index = homes.net.genesis.validator_set().index_of(
+        victim.home.validator_key.public_key.raw)
+    assert victim_index is not None
+    assert victim_index in _signers_since(validators[0], rejoined_at)
+
+
+def _signers_since(p: ProcessNode, height: int) -> set[int]:
+    kv = LevelKV.open(str(p.home.home / "data" / "blackhole.db"))
+    try:
+        blocks = BlockStore(kv)
+        top = blocks.latest_height or 0
+        signers: set[int] = set()
+        for h in range(height, top + 1):
+            raw = blocks.get_commit(h)
+            if raw is not None:
+                signers |= {s.validator_index for s in Commit.decode_untrusted(raw).signatures}
+        return signers
+    finally:
+        kv.close()
 
 
 def test_two_of_four_stopped_halts_and_one_returning_resumes(
