@@ -208,6 +208,7 @@ class TamperProxy:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
@@ -224,8 +225,9 @@ class TamperProxy:
                     req = json.loads(body)
                     out = json.loads(answer)
                     if "result" in out:
-                        new = proxy.tamper(req["method"], req.get("params") or {}, out["result"])
-                        if new is not out["result"] or json.dumps(new) != json.dumps(out["result"]):
+                        before = json.dumps(out["result"], sort_keys=True)
+                        new = proxy.tamper(req["method"], req.get("params") or {}, json.loads(before))
+                        if json.dumps(new, sort_keys=True) != before:
                             proxy.tampered += 1
                         out["result"] = new
                     answer = json.dumps(out).encode()
