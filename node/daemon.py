@@ -33,7 +33,7 @@ from node import wire
 from node.config import parse_host_port, parse_peer
 from node.consensus_driver import ConsensusDriver
 from node.log import get_logger, setup_logging
-from node.node import HomeError, Node, PeerState
+from node.node import ConsensusFailure, HomeError, Node, PeerState
 from node.sync_driver import SyncDriver
 from p2p import (
     BLOCKS,
@@ -105,6 +105,7 @@ class Daemon:
         self.sync = SyncDriver(node, host, self.consensus)
         node.host = host
         node.consensus = self.consensus
+        self.persistent = {pid for pid, _ in host.config.persistent_peers}
         self.rpc_port: int | None = None
         self.p2p_port = host.listen_address[1]
         self.prunes = 0
@@ -115,7 +116,8 @@ class Daemon:
         async for event in self.host.events():
             if isinstance(event, PeerConnected):
                 node.peers[event.peer_id] = PeerState(
-                    f"{event.addr[0]}:{event.addr[1]}", event.outbound, time.monotonic())
+                    f"{event.addr[0]}:{event.addr[1]}", event.outbound, time.monotonic(),
+                    persistent=event.peer_id in self.persistent)
                 node.metrics.p2p_peers.set(len(node.peers))
                 self.sync.on_peer_connected(event.peer_id)
                 self.consensus.on_peer_connected(event.peer_id)
@@ -269,6 +271,13 @@ async def _run(node: Node, *, task_status: Any, handle_signals: bool) -> None:
             task_status.started(daemon)
 
 
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out
+
+
 def run(home: str | Path) -> int:
     """Blocking entry (``blackhole start``, ``python -m node``): returns an exit code."""
     from node.config import CONFIG_FILE, load_config
@@ -286,6 +295,14 @@ def run(home: str | Path) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BaseExceptionGroup as group:
+        # a block the validators decided does not apply here: stop rather than diverge
+        failures, rest = group.split(ConsensusFailure)
+        if failures is None or rest is not None:
+            raise
+        for failure in _leaves(failures):
+            print(f"error: {failure}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -10,7 +10,7 @@ import trio
 from chain import tx as txm
 from chain.sigverify import SignatureVerifier
 from node.config import StorageConfig
-from tests.node.harness import InProcessNode, make_testnet, wait_until
+from tests.node.harness import InProcessNode, make_testnet, rpc_call, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +31,14 @@ def test_four_validators_make_blocks(tmp_path: Path, verifier: SignatureVerifier
             await wait_until(lambda: min(n.height for n in nodes) >= 3, 30, "height 3")
             hashes = {n.node.blocks.get_block_hash(3) for n in nodes}
             assert len(hashes) == 1
+            # the RPC server of each node answers status from the same stores
+            for n in nodes:
+                st = await trio.to_thread.run_sync(rpc_call, n.daemon.rpc_port, "status")
+                assert st["node_info"]["id"] == n.node.node_id
+                assert st["sync_info"]["latest_block_height"] >= 3
+                assert st["sync_info"]["catching_up"] is False
+                peers = await trio.to_thread.run_sync(rpc_call, n.daemon.rpc_port, "net_info")
+                assert {p["persistent"] for p in peers["peers"]} == {True}
             for n in nodes:
                 await n.stop()
             nursery.cancel_scope.cancel()
