@@ -683,30 +683,45 @@ def apply_announce(ap: Apply, tx: txm.Tx, b: txm.Announce, tx_hash: bytes) -> No
         raise InvalidField(
             f"expiry height {b.expiry_height} is outside ({ap.height}, {ap.height + app.seeder_max_ttl}]"
         )
-    key = sk.seeder(b.content_root, tx.sender)
-    entry = ap.get_record(key)
-    if entry is None:
-        pos = count_seeders(ap.ov.get, b.content_root)
+    # a refresh keeps the seeder's place in the content's list; found by scanning the
+    # list's chunks (recently written, so cached) rather than reading the entry
+    pos, count = find_seeder(ap.ov.get, b.content_root, tx.sender)
+    if pos is None:
+        pos = count
         chunk_key = sk.set_item(sk.S_SEEDERS_OF, b.content_root, pos // SEEDER_CHUNK)
         chunk = ap.ov.get(chunk_key) if pos % SEEDER_CHUNK else b""
         ap.ov.put(chunk_key, (chunk or b"") + tx.sender)
-    else:
-        pos = entry[4]
-    ap.put_record(key, [list(b.addresses), [list(r) for r in b.ranges], b.expiry_height, ap.height, pos])
+    ap.put_record(
+        sk.seeder(b.content_root, tx.sender),
+        [list(b.addresses), [list(r) for r in b.ranges], b.expiry_height, ap.height, pos],
+    )
     ap.due_add(b.expiry_height, sk.due_seeder(b.content_root, tx.sender))
 
 
-def count_seeders(get: Callable[[bytes], bytes | None], root: bytes) -> int:
-    """Members of a content's seeder list: its chunks are full up to the last one."""
-    c = 0
-    while c < MAX_SEEDER_CHUNKS:
+def find_seeder(get: Callable[[bytes], bytes | None], root: bytes, seeder: bytes) -> tuple[int | None, int]:
+    """(position of `seeder` or None, number of members) in a content's seeder list.
+
+    The list's chunks are full up to the last one.
+    """
+    found: int | None = None
+    for c in range(MAX_SEEDER_CHUNKS):
         chunk = get(sk.set_item(sk.S_SEEDERS_OF, root, c))
         if chunk is None:
-            return c * SEEDER_CHUNK
+            return found, c * SEEDER_CHUNK
+        if found is None and seeder:
+            at = chunk.find(seeder)
+            while at != -1 and at % 32:
+                at = chunk.find(seeder, at + 1)
+            if at != -1:
+                found = c * SEEDER_CHUNK + at // 32
         if len(chunk) < SEEDER_CHUNK * 32:
-            return c * SEEDER_CHUNK + len(chunk) // 32
-        c += 1
+            return found, c * SEEDER_CHUNK + len(chunk) // 32
     raise StateError("seeder list too long")
+
+
+def count_seeders(get: Callable[[bytes], bytes | None], root: bytes) -> int:
+    """Members of a content's seeder list."""
+    return find_seeder(get, root, b"")[1]
 
 
 def remove_seeder(ap: Apply, root: bytes, seeder: bytes, entry: list[Any]) -> None:
