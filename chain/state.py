@@ -582,6 +582,8 @@ def apply_publish(ap: Apply, tx: txm.Tx, b: txm.PublishCard, tx_hash: bytes) -> 
          list(b.tags), list(b.links), b.preview, b.preview_hash, b.parent, ap.height, ap.height,
          b.offer is not None],
     )  # fmt: skip
+    # counters exist from the start: a first reaction then reads a record, not a miss
+    ap.put_record(sk.card_social(card_id), [0] * (N_REACTIONS + 1))
     ap.feed_append(sk.feed_id(sk.F_CONTENT_TYPE, b.content_type.encode()), card_id)
     ap.feed_append(sk.feed_id(sk.F_CREATOR, tx.sender), card_id)
     for tag in b.tags:
