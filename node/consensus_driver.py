@@ -472,18 +472,11 @@ class ConsensusDriver:
     async def _decide(self, d: c.Decide) -> list[HostAction]:
         node = self.node
         h = d.height
-        if node.state.height < h:
-            if node.state.height + 1 != h:
-                raise ConsensusFailure(f"decided {h} but the store is at {node.state.height}")
-            result = node.staged_result(d.block)
-            if result is None:
-                try:
-                    result = await node.apply(d.block)
-                except ChainError as exc:
-                    raise ConsensusFailure(
-                        f"block {h} decided by the validators does not apply here: {exc}"
-                    ) from exc
-            await node.commit_block(d.block, d.commit, result)
+        try:
+            await node.apply_and_commit(d.block, d.commit)
+        except ChainError as exc:
+            raise ConsensusFailure(
+                f"block {h} decided by the validators does not apply here: {exc}") from exc
         self.replica.decided(h)
         return self.replica.set_next_validators(h + 1, node.state.validator_set(h + 1),
                                                 now_ms=wall_ms())

@@ -16,7 +16,7 @@ the first start. It then reconciles what survived the last run:
 Any disagreement raises a :class:`HomeError` subclass naming the files: the node
 refuses to start on a guessed state (that is how validators double-sign).
 
-The commit path (:meth:`Node.commit_block`) is shared by the consensus and
+The commit path (:meth:`Node.apply_and_commit`) is shared by the consensus and
 block-sync drivers: block, commit, staged state version and the tx index
 entries in one synced batch, then the in-memory state, the previous height's
 canonical commit, the mempool, events and metrics. Applying blocks runs on a
@@ -275,19 +275,39 @@ class Node:
         The result is kept by block hash, so a decided block is committed without
         applying it again (unless another block of the height was staged since)."""
         async with self.apply_lock:
-            self.staged_hash = None
-            if finish:
-                final, result = await trio.to_thread.run_sync(
-                    lambda: finish_block(self.state, block, verifier=self.verifier))
-                self.finished_blocks[result.block_hash] = final
-            else:
-                result = await trio.to_thread.run_sync(
-                    lambda: apply_block(self.state, block, verifier=self.verifier))
-            self.staged_hash = result.block_hash
-            if len(self.results) > 32:
-                self.results.clear()
-            self.results[result.block_hash] = result
-            return result
+            return await self._apply_locked(block, finish=finish)
+
+    async def _apply_locked(self, block: Block, *, finish: bool = False) -> BlockResult:
+        self.staged_hash = None
+        if finish:
+            final, result = await trio.to_thread.run_sync(
+                lambda: finish_block(self.state, block, verifier=self.verifier))
+            self.finished_blocks[result.block_hash] = final
+        else:
+            result = await trio.to_thread.run_sync(
+                lambda: apply_block(self.state, block, verifier=self.verifier))
+        self.staged_hash = result.block_hash
+        if len(self.results) > 32:
+            self.results.clear()
+        self.results[result.block_hash] = result
+        return result
+
+    async def apply_and_commit(self, block: Block, commit: Commit) -> bool:
+        """Commit a decided block (applying it unless its result is the staged one),
+        all under the apply lock so no other staging slips in between. False if the
+        height is already stored; raises InvalidBlock if it does not apply."""
+        async with self.apply_lock:
+            height = block.header.height
+            if height <= self.state.height:
+                return False
+            if height != self.state.height + 1:
+                raise ConsensusFailure(f"block {height} does not follow the store at "
+                                       f"{self.state.height}")
+            result = self.staged_result(block)
+            if result is None:
+                result = await self._apply_locked(block)
+            await self._commit_locked(block, commit, result)
+        return True
 
     def staged_result(self, block: Block) -> BlockResult | None:
         """The result of ``block`` if it is the version the tree has staged last."""
@@ -297,10 +317,10 @@ class Node:
             return None
         return result
 
-    async def commit_block(self, block: Block, commit: Commit, result: BlockResult,
-                           *, block_bytes: bytes | None = None) -> None:
+    async def _commit_locked(self, block: Block, commit: Commit, result: BlockResult,
+                             *, block_bytes: bytes | None = None) -> None:
         """Store block, commit, state version and tx indexes in one synced batch, then
-        advance the state, the mempool, events and metrics."""
+        advance the state, the mempool, events and metrics (apply lock held)."""
         started = time.monotonic()
         height = block.header.height
         raw = block_bytes if block_bytes is not None else block.encode()
@@ -311,9 +331,8 @@ class Node:
             for tx_bytes in block.lane(lane):
                 located.append((lane, index, txm.tx_hash(tx_bytes), _decode_tx(tx_bytes)))
                 index += 1
-        async with self.apply_lock:
-            await trio.to_thread.run_sync(lambda: self.blocks.commit_block(
-                height, result.block_hash, raw, commit.encode(), result.staged, extra))
+        await trio.to_thread.run_sync(lambda: self.blocks.commit_block(
+            height, result.block_hash, raw, commit.encode(), result.staged, extra))
         self.state.mark_committed(result)
         self.results.clear()
         self.finished_blocks.clear()

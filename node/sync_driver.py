@@ -257,13 +257,11 @@ class SyncDriver:
         return sync.on_response(ev.peer, ev.height, block, commit)
 
     async def _apply(self, a: bs.ApplyBlock) -> None:
-        node = self.node
-        if a.height <= node.state.height:
-            return  # consensus committed it meanwhile (the same block: both carry +2/3)
+        # a height consensus committed meanwhile is skipped: both carry +2/3 commits
         try:
-            result = await node.apply(a.block)
+            done = await self.node.apply_and_commit(a.block, a.commit)
         except ChainError as exc:
             raise ConsensusFailure(
                 f"block {a.height} with a valid commit does not apply here: {exc}") from exc
-        await node.commit_block(a.block, a.commit, result)
-        self.blocks_synced += 1
+        if done:
+            self.blocks_synced += 1
