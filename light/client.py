@@ -156,7 +156,9 @@ class LightClient:
         self.options = options or Options.from_dict(self.meta.options)
         self.clock = clock
         self.dropped_witnesses: list[tuple[str, str]] = []
-        """(address, why) of witnesses found faulty."""
+        """(address, why) of witnesses found faulty (their conflicting block did not verify)."""
+        self.skipped_witnesses: list[tuple[str, str]] = []
+        """(address, why) of witnesses that could not be asked during a cross-check."""
 
     # -- construction -----------------------------------------------------------------
 
@@ -272,9 +274,12 @@ class LightClient:
                 except le.RpcError as exc:
                     if exc.code == NOT_FOUND:
                         continue  # the witness is behind: nothing to compare yet
-                    raise
-                except le.ProviderUnavailable:
-                    break  # unreachable witness: it cannot vouch, and it accuses no one
+                    self.skipped_witnesses.append((w.address, str(exc)))
+                    break
+                except le.LightError as exc:
+                    # unreachable or garbled: it cannot vouch for anything, and it accuses no one
+                    self.skipped_witnesses.append((w.address, str(exc)))
+                    break
                 if theirs == block.hash():
                     continue
                 self._examine_conflict(w, common, block)

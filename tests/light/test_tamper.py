@@ -184,3 +184,21 @@ def test_untampered_path_succeeds(world: World, proxy: TamperProxy, home: Path, 
     answer = query(q, world)
     assert answer.height == world.fx.height
     assert proxy.tampered == 0
+
+
+def test_lying_witness_is_dropped_not_believed(world: World, served: Any, proxy: TamperProxy, home: Path) -> None:
+    """A witness that serves a forged header (its commit does not sign it) is faulty: it is
+    dropped, the primary's verified header stands, and nothing is reported as an attack."""
+    def forge(method: str, params: dict[str, Any], result: Any) -> Any:
+        if method in ("header", "commit") and params.get("height", 0) > 1:
+            return _header_field(result)
+        return result
+
+    proxy.tamper = forge
+    client = LightClient.init(
+        TrustedStore(home), Provider.at(served.address), [Provider.at(proxy.address)], trust_height=1,
+        trust_hash=world.header_hash(1), clock=lambda: world.fx.state.time_ms + 60_000,
+    )
+    assert client.update().hash() == world.header_hash(world.fx.height)
+    assert [a for a, _ in client.dropped_witnesses] == [proxy.address] and client.witnesses == []
+    assert client.store.evidence() == [] and not client.store.meta().halted
