@@ -21,6 +21,7 @@ Tasks (all children of :func:`run_node`'s nursery):
 from __future__ import annotations
 
 import importlib
+import logging
 import signal
 import sys
 import time
@@ -271,6 +272,22 @@ async def _run(node: Node, *, task_status: Any, handle_signals: bool) -> None:
             task_status.started(daemon)
 
 
+_PACKAGE_LOGGERS = {"consensus": logging.INFO, "storage": logging.INFO, "chain": logging.WARNING,
+                    "p2p": logging.WARNING, "genesis": logging.WARNING}
+"""Loggers of the packages below node/ (plain stdlib loggers) and their levels."""
+
+
+def _route_package_logs() -> None:
+    """Send the lower packages' records (WAL repairs, sign-guard refusals, bans)
+    through the node's formatted handler."""
+    handlers = logging.getLogger("blackhole").handlers
+    for name, level in _PACKAGE_LOGGERS.items():
+        logger = logging.getLogger(name)
+        logger.handlers = list(handlers)
+        logger.setLevel(level)
+        logger.propagate = False
+
+
 def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
     out: list[BaseException] = []
     for exc in group.exceptions:
@@ -289,6 +306,7 @@ def run(home: str | Path) -> int:
             setup_logging(cfg.base.log_level, cfg.base.log_format)
         else:
             setup_logging()
+        _route_package_logs()
         trio.run(run_node, home)
     except HomeError as exc:
         print(f"error: {exc}", file=sys.stderr)

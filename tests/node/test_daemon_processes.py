@@ -8,6 +8,8 @@ is checked from the logs: every node logs any equivocation evidence it detects
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +19,7 @@ import pytest
 from chain.types import Commit
 from storage.blocks import BlockStore
 from storage.kv import LevelKV
-from tests.node.harness import NetHomes, ProcessNode, make_testnet, wait_heights, wait_log
+from tests.node.harness import REPO, NetHomes, ProcessNode, make_testnet, wait_heights, wait_log
 
 pytestmark = pytest.mark.slow
 
@@ -55,11 +57,15 @@ def test_sigkilled_validator_catches_up_and_a_fresh_full_node_syncs(
     victim.kill()
     target = _top(validators[:3]) + 4
     wait_heights(validators[:3], target, timeout=20)  # 3 of 4 keep the chain going
+    # the kill may have torn the WAL's last record; make sure the tail is torn
+    with open(victim.home.home / "data" / "cs.wal" / "wal", "ab") as wal:
+        wal.write(b"\x00\x00\x01\x00torn")
     victim.start()
     wait_heights([victim], target, timeout=20)
     rejoined_at = target
     restarted = victim.logs[-1].read_text()
     assert "block sync started" in restarted
+    assert "truncated the tail" in restarted
     # it votes again: the chain moves with it, and it keeps up
     target = _top(validators) + 3
     wait_heights(validators, target, timeout=20)
@@ -116,3 +122,11 @@ def test_two_of_four_stopped_halts_and_one_returning_resumes(
     for p in validators[:3]:
         assert p.terminate() == 0
     _check_logs(validators)
+
+
+def test_python_m_node_reports_a_bad_home_in_one_line(tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, "-m", "node", "--home", str(tmp_path / "missing")],
+                         capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert out.returncode == 1
+    assert out.stderr.strip().startswith("error: home ")
+    assert "Traceback" not in out.stderr
