@@ -405,14 +405,15 @@ class Apply:
 
     # indexed sets (count, position -> member, member -> position)
 
-    def set_add(self, space: int, set_id: bytes, member: bytes) -> None:
-        """Add a member the caller knows is absent (its own record says so)."""
+    def set_add(self, space: int, set_id: bytes, member: bytes) -> int:
+        """Add a member the caller knows is absent (its own record says so); returns the old size."""
         pos_key = sk.set_pos(space, set_id, member)
         count_key = sk.set_count(space, set_id)
         n = self.get_int(count_key)
         self.ov.put(sk.set_item(space, set_id, n), member)
         self.ov.put(pos_key, sk.u64(n))
         self.put_int(count_key, n + 1)
+        return n
 
     def set_remove(self, space: int, set_id: bytes, member: bytes) -> bool:
         pos_key = sk.set_pos(space, set_id, member)
@@ -828,8 +829,10 @@ def _move_token(ap: Apply, card_id: bytes, serial: int, old: bytes | None, new: 
     if old is not None:
         ap.set_remove(sk.S_TOKENS_OF, old, member)
         ap.put_int(sk.holding(old, card_id), ap.get_int(sk.holding(old, card_id)) - 1)
-    ap.set_add(sk.S_TOKENS_OF, new, member)
-    ap.put_int(sk.holding(new, card_id), ap.get_int(sk.holding(new, card_id)) + 1)
+    held_before = ap.set_add(sk.S_TOKENS_OF, new, member)
+    # an owner with no token at all holds none of this card either: no read needed
+    held = ap.get_int(sk.holding(new, card_id)) if held_before else 0
+    ap.put_int(sk.holding(new, card_id), held + 1)
 
 
 def apply_buy(ap: Apply, tx: txm.Tx, b: txm.BuyKey, tx_hash: bytes) -> None:
