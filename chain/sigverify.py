@@ -45,6 +45,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 
@@ -113,7 +114,10 @@ class SignatureVerifier:
             self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="sigverify")
         elif kind == "process":
             # spawn, not fork: the node's process has threads (trio, this pool's users)
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+            self._pool = ProcessPoolExecutor(
+                self.workers, mp_context=multiprocessing.get_context("spawn"),
+                initializer=_exit_with_parent, initargs=(os.getpid(),),
+            )
         else:
             raise UsageError(f"a signature pool is 'thread' or 'process', not {kind!r}")
 
@@ -147,6 +151,21 @@ class SignatureVerifier:
     def close(self) -> None:
         self._pool.shutdown(wait=True)
 
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """Pool worker start-up: exit once the parent is gone. A parent killed with
+    SIGKILL never shuts its pool down, and spawned workers would live on."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(PARENT_CHECK_SECONDS)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="sigverify-parent-watch", daemon=True).start()
+
+
+PARENT_CHECK_SECONDS = 1.0
+"""How often a pool worker checks that the process that started it still runs."""
 
 _default: SignatureVerifier | None = None
 _lock = threading.Lock()
