@@ -25,11 +25,13 @@ import logging
 import signal
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import trio
 
+from chain.sigverify import SignatureVerifier
 from node import wire
 from node.config import parse_host_port, parse_peer
 from node.consensus_driver import ConsensusDriver
@@ -307,7 +309,11 @@ def run(home: str | Path) -> int:
         else:
             setup_logging()
         _route_package_logs()
-        trio.run(run_node, home)
+        verifier = SignatureVerifier()
+        try:
+            trio.run(partial(run_node, home, verifier=verifier))
+        finally:
+            verifier.close()
     except HomeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
