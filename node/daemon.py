@@ -57,6 +57,8 @@ from p2p.gossip import message_id
 log = get_logger("node")
 
 MIB = 1024 * 1024
+METRICS_INTERVAL = 2.0
+"""Seconds between copies of the p2p byte counters into the metrics."""
 MIN_RETAIN = 2
 """Fewest blocks and state versions the pruner keeps, whatever the config says."""
 
@@ -146,8 +148,6 @@ class Daemon:
                         error=str(exc))
             self.host.report_violation(peer, str(exc))
             return
-        label = {CONSENSUS: "consensus", BLOCKS: "blocksync", MEMPOOL: "mempool"}.get(channel, "")
-        node.metrics.add_peer_bytes(label, received=len(frame))
         if channel == CONSENSUS:
             self.consensus.on_peer_message(peer, msg, frame, frame_id)
         elif channel == BLOCKS:
@@ -164,6 +164,23 @@ class Daemon:
             return  # a stale nonce, a duplicate, a full pool: not the peer's fault
         if self.node.config.mempool.broadcast:
             self.node.relay(MEMPOOL, frame, frame_id)
+
+    async def metrics_loop(self) -> None:
+        """Copy the host's per-channel byte counters into the node's metrics."""
+        names = {CONSENSUS: "consensus", BLOCKS: "blocksync", MEMPOOL: "mempool", PEX: "pex"}
+        last_sent: dict[int, int] = {}
+        last_received: dict[int, int] = {}
+        while True:
+            m = self.host.metrics
+            for channel, name in names.items():
+                sent = m.bytes_sent.get(channel, 0)
+                received = m.bytes_received.get(channel, 0)
+                self.node.metrics.add_peer_bytes(
+                    name, sent=sent - last_sent.get(channel, 0),
+                    received=received - last_received.get(channel, 0))
+                last_sent[channel], last_received[channel] = sent, received
+            self.node.metrics.p2p_peers.set(len(self.node.peers))
+            await trio.sleep(METRICS_INTERVAL)
 
     async def prune_loop(self) -> None:
         """Keep disk bounded: drop blocks and state versions below the retention."""
@@ -264,6 +281,7 @@ async def _run(node: Node, *, task_status: Any, handle_signals: bool) -> None:
             await nursery.start(daemon.consensus.run)
             await nursery.start(daemon.sync.run)
             nursery.start_soon(daemon.prune_loop)
+            nursery.start_soon(daemon.metrics_loop)
             if node.config.rpc.laddr:
                 daemon.rpc_port = await nursery.start(_serve_rpc, daemon)
             if node.config.instrumentation.prometheus:

@@ -39,6 +39,19 @@ def test_four_validators_make_blocks(tmp_path: Path, verifier: SignatureVerifier
                 assert st["sync_info"]["catching_up"] is False
                 peers = await trio.to_thread.run_sync(rpc_call, n.daemon.rpc_port, "net_info")
                 assert {p["persistent"] for p in peers["peers"]} == {True}
+            # metrics in CometBFT's vocabulary, p2p bytes per channel copied from the host
+            m = nodes[0].node.metrics
+
+            def sent() -> float:
+                value = m.registry.get_sample_value(
+                    "blackhole_p2p_peer_send_bytes_total", {"channel": "consensus"})
+                return value or 0.0
+
+            await wait_until(lambda: sent() > 0, 10, "p2p byte counters")
+            text = m.render().decode()
+            assert "blackhole_consensus_latest_block_height" in text
+            assert m.registry.get_sample_value("blackhole_consensus_latest_block_height") >= 3
+            assert m.registry.get_sample_value("blackhole_consensus_validators") == 4
             for n in nodes:
                 await n.stop()
             nursery.cancel_scope.cancel()
