@@ -45,6 +45,7 @@ class Provider:
 
     def __init__(self, rpc: RpcClient) -> None:
         self.rpc = rpc
+        self._valsets: dict[int, bytes] = {}
 
     @classmethod
     def at(cls, address: str, *, timeout: float = 10.0) -> Provider:
@@ -82,16 +83,25 @@ class Provider:
             raise le.InvalidHeader(f"asked header {height}, got {header.height}")
         return header.hash()
 
+    def _valset_bytes(self, height: int) -> bytes:
+        # consecutive light blocks share a set (next of h = set of h + 1): ask once
+        found = self._valsets.get(height)
+        if found is None:
+            answer = self.rpc.call("validators", height=height)
+            found = vf.decode_hex(_field(answer, "valset_bytes"), "valset_bytes")
+            if len(self._valsets) >= 8:
+                self._valsets.pop(next(iter(self._valsets)))
+            self._valsets[height] = found
+        return found
+
     def light_block(self, height: int) -> LightBlock:
         """The provider's (unverified) light block at ``height``."""
         c = self.rpc.call("commit", height=height)
-        vals = self.rpc.call("validators", height=height)
-        nxt = self.rpc.call("validators", height=height + 1)
         block = vf.decode_light_block(
             vf.decode_hex(_field(c, "header_bytes"), "header_bytes"),
             vf.decode_hex(_field(c, "commit_bytes"), "commit_bytes"),
-            vf.decode_hex(_field(vals, "valset_bytes"), "valset_bytes"),
-            vf.decode_hex(_field(nxt, "valset_bytes"), "valset_bytes"),
+            self._valset_bytes(height),
+            self._valset_bytes(height + 1),
         )
         if block.height != height:
             raise le.InvalidHeader(f"asked light block {height}, got {block.height}")

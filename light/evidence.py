@@ -20,11 +20,14 @@ from typing import Final
 
 import blake3
 
-from chain.encoding import pack
-from light.verifier import LightBlock
+from chain import errors as chain_errors
+from chain.encoding import pack, take_array, take_bytes, take_int, unpack_untrusted
+from light import errors as le
+from light.verifier import LightBlock, validate_basic
 
 EVIDENCE_LIGHT_CLIENT_ATTACK: Final = 2
 """Kind tag (1 is chain.types' duplicate vote evidence)."""
+MAX_EVIDENCE_BYTES: Final = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +56,34 @@ class LightClientAttackEvidence:
 
     def hash(self) -> bytes:
         return blake3.blake3(self.encode()).digest()
+
+    @classmethod
+    def decode_untrusted(cls, data: bytes) -> LightClientAttackEvidence:
+        """Decode; raises :class:`chain.errors.DecodeError`."""
+        f = take_array(unpack_untrusted(data, MAX_EVIDENCE_BYTES), "light_attack_evidence", 7)
+        take_int(f[0], "kind", EVIDENCE_LIGHT_CLIENT_ATTACK, EVIDENCE_LIGHT_CLIENT_ATTACK)
+        block = LightBlock.decode_untrusted(take_bytes(f[1], "conflicting_block", max_len=MAX_EVIDENCE_BYTES))
+        byzantine = take_array(f[4], "byzantine_validators", max_len=65_536)
+        return cls(
+            block, take_int(f[2], "common_height", 1), take_bytes(f[3], "common_hash", size=32),
+            tuple(take_bytes(b, "byzantine_validator", size=32) for b in byzantine),
+            take_int(f[5], "total_power", 1), take_int(f[6], "timestamp_ms", 0),
+        )
+
+    def verify(self, chain_id: str) -> None:
+        """Check what needs no chain: the conflicting block is well formed and signed by
+        +2/3 of its set, and every accused validator signed it. Raises VerificationError."""
+        validate_basic(self.conflicting_block, chain_id)
+        try:
+            self.conflicting_block.validators.verify_commit(chain_id, self.conflicting_block.commit)
+        except chain_errors.InvalidCommit as exc:
+            raise le.InvalidCommit(f"evidence commit: {exc}") from exc
+        signers = {self.conflicting_block.validators.validators[s.validator_index].pubkey
+                   for s in self.conflicting_block.commit.signatures}
+        if not set(self.byzantine_validators) <= signers:
+            raise le.VerificationError("evidence accuses a validator that did not sign the conflicting block")
+        if self.common_height >= self.conflicting_block.height:
+            raise le.VerificationError("the common height is not below the conflicting block")
 
 
 def compute_byzantine(conflicting: LightBlock, other: LightBlock, common: LightBlock) -> tuple[bytes, ...]:

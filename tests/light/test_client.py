@@ -11,10 +11,11 @@ import pytest
 from chain import tx as txm
 from light import errors as le
 from light.client import LightClient, Options, Provider
+from light.evidence import LightClientAttackEvidence
 from light.queries import VerifiedQueries
 from light.store import TrustedStore
 from tests.light.fixtures import MultiChain, Served, World
-from tests.node.chainfixture import FixtureView
+from tests.node.chainfixture import CHAIN_ID, FixtureView
 
 
 def clock_for(world: World) -> int:
@@ -123,7 +124,14 @@ def test_conflicting_witness_is_an_attack(tmp_path: Path) -> None:
         with pytest.raises(le.AttackDetected) as info:
             client.update()
         assert info.value.evidence_path is not None and Path(info.value.evidence_path).exists()
-        assert len(store.evidence()) == 2
+        evidence = [LightClientAttackEvidence.decode_untrusted(raw) for raw in store.evidence()]
+        # skipping went from the root straight to the latest height: that is where they conflict
+        assert len(evidence) == 2 and {e.conflicting_block.height for e in evidence} == {a.height}
+        for e in evidence:
+            e.verify(CHAIN_ID)
+            assert e.common_height == 1 and e.common_hash == root
+            # the same four validators signed both chains
+            assert set(e.byzantine_validators) == {k.public_key.raw for k in a.validator_keys}
         with pytest.raises(le.Halted):
             client.update()
         with pytest.raises(le.Halted):

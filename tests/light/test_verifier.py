@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from chain import errors as chain_errors
 from chain.types import Commit
 from light import errors as le
 from light import verifier as vf
-from light.evidence import make_evidence
+from light.evidence import LightClientAttackEvidence, make_evidence
 from light.store import TrustedStore
 from light.synth import build_chain, key, sign_commit, valset_of
 
@@ -116,3 +117,20 @@ def test_attack_evidence_names_the_double_signers() -> None:
     ev = make_evidence(forked[2], honest[2], honest[1])
     assert ev.common_height == 2 and set(ev.byzantine_validators) == {k.public_key.raw for k in KEYS}
     assert len(ev.hash()) == 32 and ev.encode() != make_evidence(honest[2], forked[2], honest[1]).encode()
+    again = LightClientAttackEvidence.decode_untrusted(ev.encode())
+    assert again == ev
+    again.verify(CHAIN)
+    with pytest.raises(le.VerificationError):
+        dataclasses.replace(ev, byzantine_validators=(bytes(32),)).verify(CHAIN)
+    with pytest.raises(chain_errors.DecodeError):
+        LightClientAttackEvidence.decode_untrusted(ev.encode()[:-1])
+
+
+def test_corrupt_meta_is_a_typed_error(tmp_path: Path) -> None:
+    store = TrustedStore(tmp_path)
+    (tmp_path / "meta").write_bytes(b"BHL1" + bytes(32) + b"junk")
+    with pytest.raises(le.CorruptStore):
+        store.meta()
+    (tmp_path / "meta").write_bytes(b"short")
+    with pytest.raises(le.CorruptStore):
+        store.meta()
