@@ -175,6 +175,8 @@ class ConsensusDriver:
                 log.info("consensus resumed", height=self.replica.core.height)
                 return
             valset = self.node.state.validator_set(height)
+            if not self.started:
+                self._check_recent_signatures(height)
             self._timers.clear()
             self.running = True
             self.started = True
@@ -191,6 +193,26 @@ class ConsensusDriver:
                     await self._handle(item)
             # the loop may be waiting with no deadline: make it see the new timers
             self.submit(_Wake())
+
+    def _check_recent_signatures(self, height: int) -> None:
+        """[consensus] double_sign_check_height: refuse to vote if our key signed one of
+        the last N stored blocks' commits (another instance with this key may be running)."""
+        node = self.node
+        depth = node.config.consensus.double_sign_check_height
+        if not depth or node.validator_pubkey is None:
+            return
+        for h in range(max(node.genesis.initial_height, height - depth), height):
+            raw = node.blocks.get_commit(h)
+            if raw is None:
+                continue
+            index = node.state.validator_set(h).index_of(node.validator_pubkey) \
+                if h >= (node.tree.oldest_version or 0) else None
+            if index is not None and any(s.validator_index == index
+                                         for s in Commit.decode_untrusted(raw).signatures):
+                raise DoubleSignRisk(
+                    f"this validator's key signed the commit of height {h}, within "
+                    f"double_sign_check_height={depth} of {height}: another instance may be "
+                    "running; wait, or set consensus.double_sign_check_height = 0")
 
     @staticmethod
     def _message_height(msg: Any) -> int:
@@ -480,6 +502,10 @@ class ConsensusDriver:
         self.replica.decided(h)
         return self.replica.set_next_validators(h + 1, node.state.validator_set(h + 1),
                                                 now_ms=wall_ms())
+
+
+class DoubleSignRisk(ConsensusFailure):
+    """Our key signed a recent block: starting to vote might double-sign (operator's call)."""
 
 
 def _is_peer_fault(exc: Exception) -> bool:

@@ -3,6 +3,7 @@ inconsistent home (real LevelDB in tmp dirs)."""
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -12,6 +13,8 @@ import trio
 from chain.genesis import GenesisDoc
 from chain.sigverify import SignatureVerifier
 from consensus.wal import EntryKind, WALEntry
+from node.config import CONFIG_FILE, load_config, write_config
+from node.consensus_driver import DoubleSignRisk
 from node.node import HomeError, InconsistentHomeError, MissingFileError, Node
 from tests.node.harness import InProcessNode, make_testnet, wait_until
 
@@ -114,3 +117,32 @@ def test_missing_files_are_typed_errors(tmp_path: Path) -> None:
     (home / "config" / "genesis.json").write_text("{")
     with pytest.raises(HomeError, match="genesis"):
         Node.open(home)
+
+
+def test_double_sign_check_height_refuses_a_key_that_signed_recently(
+        tmp_path: Path, verifier: SignatureVerifier) -> None:
+    homes = make_testnet(tmp_path / "net", 4)
+    _run_to(homes, 3, verifier)
+    home = homes.nodes[0]
+    cfg = load_config(home.home / CONFIG_FILE, home.home)
+    write_config(dataclasses.replace(
+        cfg, consensus=dataclasses.replace(cfg.consensus, double_sign_check_height=10)))
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            await InProcessNode(home, verifier).start(nursery)  # alone: no peers to sync from
+
+    with pytest.raises(BaseExceptionGroup) as info:
+        trio.run(main)
+    failures, _ = info.value.split(DoubleSignRisk)
+    assert failures is not None
+    leaves = _leaves(failures)
+    assert all(isinstance(e, DoubleSignRisk) for e in leaves)
+    assert "double_sign_check_height=10" in str(leaves[0])
+
+
+def _leaves(group: BaseExceptionGroup) -> list[BaseException]:  # type: ignore[type-arg]
+    out: list[BaseException] = []
+    for e in group.exceptions:
+        out.extend(_leaves(e) if isinstance(e, BaseExceptionGroup) else [e])
+    return out
