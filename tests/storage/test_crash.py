@@ -27,7 +27,7 @@ from storage.state import StateTree
 from tests.storage.crash_worker import KEEP_VERSIONS, block_bytes, block_ops, prunes_at
 
 ROOT = Path(__file__).resolve().parents[2]
-KILLS = int(os.environ.get("BLACKHOLE_CRASH_KILLS", "80"))
+KILLS = int(os.environ.get("BLACKHOLE_CRASH_KILLS", "120"))
 SEED = int(os.environ.get("BLACKHOLE_CRASH_SEED", "20261121"))
 LINE_DEADLINE_S = 30.0
 

@@ -41,6 +41,7 @@ def flip(data: bytes, bit: int) -> bytes:
     return bytes(b)
 
 
+@settings(max_examples=300)
 @given(st.lists(block_st, min_size=1, max_size=8), st.integers(min_value=0, max_value=7))
 def test_model_agreement_across_versions(blocks: list[list[tuple[bytes, bytes | None]]], prune_at: int) -> None:
     tree = StateTree(MemoryKV(), cache_bytes=4096)
@@ -68,6 +69,7 @@ def test_model_agreement_across_versions(blocks: list[list[tuple[bytes, bytes | 
     assert dict(tree.iter_items()) == history[-1][1]
 
 
+@settings(max_examples=200)
 @given(st.dictionaries(key_st, value_st, max_size=40), st.randoms(use_true_random=False), st.integers(1, 5))
 def test_root_independent_of_insertion_order(final: dict[bytes, bytes], rnd: random.Random, parts: int) -> None:
     """The same final key set reached by different routes (orders, block splits,
@@ -90,7 +92,7 @@ def test_root_independent_of_insertion_order(final: dict[bytes, bytes], rnd: ran
     assert tree.apply(version, {}, noise) == expected
 
 
-@settings(max_examples=60)
+@settings(max_examples=300)
 @given(st.dictionaries(key_st, value_st, max_size=30), key_st, st.data())
 def test_any_flipped_bit_fails(model: dict[bytes, bytes], key: bytes, data: st.DataObject) -> None:
     tree = StateTree(MemoryKV())
