@@ -8,6 +8,7 @@ is checked from the logs: every node logs any equivocation evidence it detects
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -16,10 +17,19 @@ from pathlib import Path
 
 import pytest
 
+from chain import tx as txm
 from chain.types import Commit
 from storage.blocks import BlockStore
 from storage.kv import LevelKV
-from tests.node.harness import REPO, NetHomes, ProcessNode, make_testnet, wait_heights, wait_log
+from tests.node.harness import (
+    REPO,
+    NetHomes,
+    ProcessNode,
+    make_testnet,
+    rpc_call,
+    wait_heights,
+    wait_log,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -54,7 +64,15 @@ def test_sigkilled_validator_catches_up_and_a_fresh_full_node_syncs(
         p.start()
     wait_heights(validators, 3, timeout=40)
     victim = validators[3]
+    sender = homes.nodes[0].validator_key
+    payee = homes.nodes[1].validator_key.public_key.raw
+    txs = [txm.Tx.create(sender, homes.chain_id, n, 20_000, txm.Transfer(payee, 1 + n)).encode()
+           for n in range(12)]
+    for raw in txs[:6]:
+        rpc_call(homes.nodes[0].rpc_port, "broadcast_tx_sync", {"tx": raw.hex()})
     victim.kill()
+    for raw in txs[6:]:  # under load while a validator is down
+        rpc_call(homes.nodes[1].rpc_port, "broadcast_tx_sync", {"tx": raw.hex()})
     target = _top(validators[:3]) + 4
     wait_heights(validators[:3], target, timeout=20)  # 3 of 4 keep the chain going
     # the kill may have torn the WAL's last record; make sure the tail is torn
@@ -76,6 +94,13 @@ def test_sigkilled_validator_catches_up_and_a_fresh_full_node_syncs(
     # caught up, it follows the chain through consensus (as a non-voting node)
     wait_log(full, "block sync done", timeout=20)
     wait_heights([full], _top(validators) + 2, timeout=20)
+    # every transaction committed once, answered alike by every node (the full node too)
+    for raw in txs:
+        answers = {json.dumps({k: v for k, v in rpc_call(p.home.rpc_port, "tx",
+                                                         {"hash": txm.tx_hash(raw).hex()}).items()
+                               if k in ("height", "lane", "index", "tx_bytes")}, sort_keys=True)
+                   for p in procs}
+        assert len(answers) == 1, answers
     for p in procs:
         assert p.terminate() == 0, p.home.name
     _check_logs(procs)
