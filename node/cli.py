@@ -177,17 +177,11 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _register_light() -> None:
-    """``blackhole light ...`` comes from light/: ``light.cli.group`` (a click.Group)
-    is added when that module exists. Only its absence is tolerated here."""
-    if "light" in cli.commands:
-        return
-    try:
-        mod = importlib.import_module("light.cli")
-    except ModuleNotFoundError as exc:
-        if exc.name in ("light.cli", "light"):
-            return
-        raise
-    cli.add_command(mod.group, "light")
+    """``blackhole light ...``: the light client's commands (node/light_cli.py)."""
+    if "light" not in cli.commands:
+        from node.light_cli import group as light_group
+
+        cli.add_command(light_group, "light")
 
 
 # --- init / start ---------------------------------------------------------------------
