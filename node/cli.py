@@ -10,7 +10,6 @@ Run ``python -m node.cli --help`` (or ``blackhole --help`` once installed).
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import re
@@ -249,12 +248,8 @@ def start(home: Path) -> None:
     home = _home(home)
     if not (home / CONFIG_FILE).exists():
         fail(f"{home / CONFIG_FILE} does not exist; run `blackhole init --home {home}` first")
-    try:
-        daemon = importlib.import_module("node.daemon")
-    except ModuleNotFoundError as exc:
-        if exc.name != "node.daemon":
-            raise
-        fail("this build has no node daemon (node/daemon.py)")
+    from node import daemon  # imported here: trio and aioquic load only for `start`
+
     code = daemon.run(home)
     if code:
         raise SystemExit(code)
