@@ -1344,12 +1344,6 @@ def _raise_bad_signature(first_bad: int | None, block: Block) -> None:
         first_bad -= n
 
 
-def iter_tx_bytes(block: Block) -> Iterable[tuple[str, int, bytes]]:
-    for lane in LANES:
-        for i, raw in enumerate(block.lane(lane)):
-            yield lane, i, raw
-
-
 # --- genesis ------------------------------------------------------------------
 
 _DERIVED_TAGS = {sk.T_META, sk.T_ACCOUNT, sk.T_STAKE, sk.T_VALSET, sk.T_VALUPDATES}

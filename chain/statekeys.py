@@ -49,9 +49,9 @@ T_FEED_ITEM = 0x71
 T_FEED_NODE = 0x72
 
 # Indexed-set spaces (the byte after T_SET_*).
-S_SEEDERS_OF = 0x01  # set id: content root; member: seeder address
+S_SEEDERS_OF = 0x01  # set id: content root; items: chunks of 128 seeder addresses
 S_TOKENS_OF = 0x02  # set id: owner address; member: card id ‖ u64 serial
-S_DUE = 0x03  # set id: u64 height; member: due-item (see due_* below)
+S_DUE = 0x03  # set id: u64 height; items: chunks of due-items (see due_* below)
 
 # Feed classes (the first byte of a 33-byte feed id).
 F_CONTENT_TYPE = 0x01
