@@ -121,19 +121,22 @@ class Replica:
         return out
 
     def _resend_last_vote(self, height: int, now_ms: int) -> list[HostAction]:
-        """The guard's last signed vote, if of this height, goes back into the core and
-        out to peers: the WAL may have lost it, and peers may never have received it."""
+        """The guard's stored votes of this height go back into the core and out to
+        peers: the WAL may have lost them, and peers may never have received them."""
         if self.guard is None:
             return []
-        v = self.guard.last_vote()
-        if v is None or v.height != height:
-            return []
-        try:
-            actions = self.core.on_vote(v, now_ms=now_ms)
-        except InvalidMessage as exc:  # a sign state of another key or chain: say so
-            log.error("the sign state's last vote does not verify: %s", exc)
-            return []
-        return [c.Broadcast(v), *self._perform(actions, now_ms)]
+        out: list[HostAction] = []
+        for v in self.guard.recent_votes():
+            if v.height != height:
+                continue
+            try:
+                actions = self.core.on_vote(v, now_ms=now_ms)
+            except InvalidMessage as exc:  # a sign state of another key or chain: say so
+                log.error("the sign state's vote does not verify: %s", exc)
+                continue
+            out.append(c.Broadcast(v))
+            out.extend(self._perform(actions, now_ms))
+        return out
 
     def _replay_entry(self, e: WALEntry) -> list[HostAction]:
         f = e.fields

@@ -25,16 +25,18 @@ compares the request with that record:
 
 Steps are ordered ``PROPOSAL < PREVOTE < PRECOMMIT`` inside a round.
 
-The stored message (the encoded signed vote or proposal) lets a validator whose
-WAL lost its last vote re-send it after a restart (:meth:`SignGuard.last_vote`):
-if that vote never reached anyone before the crash, the others may need it to
-reach +2/3 for anything in the round, and without it the round would stall.
+The stored messages (the encoded signed vote or proposal, plus the latest signed
+message of each other step of the same height) let a validator whose WAL lost
+its votes re-send them after a restart (:meth:`SignGuard.recent_votes`): if a
+vote never reached anyone before the crash, the others may need it to reach +2/3
+for anything in the round, and without it the round would stall (the simulator
+found both cases: seeds 1505 and 5940).
 
 File layout (big-endian)::
 
     magic "BHSG" | u8 version=1 | u64 height | u32 round | u8 step |
     32 B digest | u64 timestamp_ms | u8 sig_len | sig | u16 msg_len | msg |
-    u32 crc32(all before)
+    u8 count | count x (u8 step | u16 len | message) | u32 crc32(all before)
 
 A missing file with ``create=True`` means "never signed". A file that exists but
 does not check out raises :class:`SignStateCorrupt`: the node must not start on a
@@ -105,6 +107,9 @@ class SignState:
     """The signature that was returned for it."""
     message: bytes = b""
     """The encoded signed message (vote or proposal), b"" for a bare digest."""
+    earlier: tuple[tuple[int, bytes], ...] = ()
+    """(step, encoded message): the latest signed message of each other step of
+    the same height, oldest step first."""
 
     def hrs(self) -> tuple[int, int, int]:
         return (self.height, self.round, int(self.step))
@@ -114,6 +119,9 @@ class SignState:
             MAGIC, VERSION, self.height, self.round, int(self.step), self.digest,
             self.timestamp_ms, len(self.signature),
         ) + self.signature + struct.pack(">H", len(self.message)) + self.message
+        body += bytes([len(self.earlier)])
+        for step, msg in self.earlier:
+            body += struct.pack(">BH", step, len(msg)) + msg
         return body + struct.pack(">I", zlib.crc32(body))
 
     @classmethod
@@ -127,7 +135,18 @@ class SignState:
         if len(data) < sig_end + 2 + 4:
             raise SignStateCorrupt("sign state has a wrong length")
         (msg_len,) = struct.unpack_from(">H", data, sig_end)
-        end = sig_end + 2 + msg_len
+        msg_end = sig_end + 2 + msg_len
+        if len(data) < msg_end + 1 + 4:
+            raise SignStateCorrupt("sign state has a wrong length")
+        earlier: list[tuple[int, bytes]] = []
+        pos = msg_end + 1
+        for _ in range(data[msg_end]):
+            if len(data) < pos + 3 + 4:
+                raise SignStateCorrupt("sign state has a wrong length")
+            e_step, e_len = struct.unpack_from(">BH", data, pos)
+            earlier.append((e_step, data[pos + 3 : pos + 3 + e_len]))
+            pos += 3 + e_len
+        end = pos
         if len(data) != end + 4:
             raise SignStateCorrupt("sign state has a wrong length")
         (crc,) = struct.unpack_from(">I", data, end)
@@ -136,7 +155,7 @@ class SignState:
         if step not in (1, 2, 3):
             raise SignStateCorrupt(f"sign state has an unknown step {step}")
         return cls(height, round_, SignStep(step), digest, ts, data[_HEAD.size:sig_end],
-                   data[sig_end + 2:end])
+                   data[sig_end + 2:msg_end], tuple(earlier))
 
 
 class SignGuard:
@@ -203,7 +222,15 @@ class SignGuard:
         body = b"" if message is None else message(signature)
         if len(body) > 0xFFFF:
             raise UsageError("a signed message to store is at most 65535 bytes")
-        new = SignState(height, round_, step, digest, timestamp_ms, signature, body)
+        carry: dict[int, bytes] = {}
+        prev = self._state
+        if prev is not None and prev.height == height:
+            carry.update(prev.earlier)
+            if prev.message:
+                carry[int(prev.step)] = prev.message
+        carry.pop(int(step), None)
+        new = SignState(height, round_, step, digest, timestamp_ms, signature, body,
+                        tuple(sorted(carry.items())))
         try:
             self._persist(new)
         except OSError as exc:
@@ -227,16 +254,30 @@ class SignGuard:
 
     def last_vote(self) -> Vote | None:
         """The last signed message if it is a vote (to re-send after a restart)."""
+        st = self._state
+        if st is None or st.step == SignStep.PROPOSAL:
+            return None
+        votes = self.recent_votes()
+        return votes[-1] if votes else None
+
+    def recent_votes(self) -> list[Vote]:
+        """The stored signed votes of the last height signed at (latest per step,
+        prevote before precommit), to re-send after a restart."""
         from chain.errors import DecodeError
         from chain.types import Vote
 
         st = self._state
-        if st is None or st.step == SignStep.PROPOSAL or not st.message:
-            return None
-        try:
-            return Vote.decode_untrusted(st.message)
-        except DecodeError:
-            return None
+        if st is None:
+            return []
+        out: list[Vote] = []
+        for step, msg in sorted((*st.earlier, (int(st.step), st.message))):
+            if step == SignStep.PROPOSAL or not msg:
+                continue
+            try:
+                out.append(Vote.decode_untrusted(msg))
+            except DecodeError:
+                continue
+        return out
 
     def sign_proposal(self, proposal: Proposal, chain_id: str, signer: Signer) -> Proposal:
         """Sign a proposal, with the same timestamp tolerance as :meth:`sign_vote`."""

@@ -146,3 +146,17 @@ def test_last_signed_vote_is_kept_for_resending(tmp_path: Path) -> None:
     assert SignGuard.open(p).last_vote() == s
     g.sign_proposal(Proposal(10, 0, -1, b"\x03" * 32, T0, 0), CHAIN_ID, KEY.sign)
     assert SignGuard.open(p).last_vote() is None
+
+
+def test_recent_votes_of_the_height_are_kept(tmp_path: Path) -> None:
+    p = tmp_path / "ss"
+    g = SignGuard.open(p, create=True)
+    pv = g.sign_vote(v(VoteType.PREVOTE, 4, 0, b"\x05" * 32), CHAIN_ID, KEY.sign)
+    pc = g.sign_vote(v(VoteType.PRECOMMIT, 4, 0, b"\x05" * 32), CHAIN_ID, KEY.sign)
+    assert SignGuard.open(p).recent_votes() == [pv, pc]
+    pv1 = g.sign_vote(v(VoteType.PREVOTE, 4, 1, b""), CHAIN_ID, KEY.sign)
+    assert SignGuard.open(p).recent_votes() == [pv1, pc]  # latest per step
+    nxt = g.sign_vote(v(VoteType.PREVOTE, 5, 0, b""), CHAIN_ID, KEY.sign)
+    assert SignGuard.open(p).recent_votes() == [nxt]  # a new height starts afresh
+    data = p.read_bytes()
+    assert SignState.decode(data).encode() == data
