@@ -4,11 +4,11 @@ Theory of operation
 -------------------
 Every signature this validator makes goes through :meth:`SignGuard.sign`. The guard
 keeps the last signed ``(height, round, step, digest)`` (plus the signature, the
-message timestamp and the signed message itself) in a small file. Before a new signature is released it
-compares the request with that record:
+message timestamp and the signed message itself) in a small file. Before a new
+signature is released it compares the request with that record:
 
-* ``(h, r, s)`` strictly greater than the record: allowed. The new record is
-  (with the signature, made in memory) is written to a temporary file, fsynced,
+* ``(h, r, s)`` strictly greater than the record: allowed. The new record (with
+  the signature, made in memory) is written to a temporary file, fsynced,
   renamed over the old one and the directory fsynced, and only *then* is the
   signature returned. A crash at any point leaves either the old or the new
   record on disk, never a torn one, and never a signature that left the process
