@@ -69,10 +69,12 @@ def test_sigkilled_validator_catches_up_and_a_fresh_full_node_syncs(
     txs = [txm.Tx.create(sender, homes.chain_id, n, 20_000, txm.Transfer(payee, 1 + n)).encode()
            for n in range(12)]
     for raw in txs[:6]:
-        rpc_call(homes.nodes[0].rpc_port, "broadcast_tx_sync", {"tx": raw.hex()})
+        check = rpc_call(homes.nodes[0].rpc_port, "broadcast_tx_sync", {"tx": raw.hex()})
+        assert check["code"] == 0, check
     victim.kill()
     for raw in txs[6:]:  # under load while a validator is down
-        rpc_call(homes.nodes[1].rpc_port, "broadcast_tx_sync", {"tx": raw.hex()})
+        check = rpc_call(homes.nodes[0].rpc_port, "broadcast_tx_sync", {"tx": raw.hex()})
+        assert check["code"] == 0, check
     target = _top(validators[:3]) + 4
     wait_heights(validators[:3], target, timeout=20)  # 3 of 4 keep the chain going
     # the kill may have torn the WAL's last record; make sure the tail is torn
@@ -96,10 +98,7 @@ def test_sigkilled_validator_catches_up_and_a_fresh_full_node_syncs(
     wait_heights([full], _top(validators) + 2, timeout=20)
     # every transaction committed once, answered alike by every node (the full node too)
     for raw in txs:
-        answers = {json.dumps({k: v for k, v in rpc_call(p.home.rpc_port, "tx",
-                                                         {"hash": txm.tx_hash(raw).hex()}).items()
-                               if k in ("height", "lane", "index", "tx_bytes")}, sort_keys=True)
-                   for p in procs}
+        answers = {_tx_answer(p, txm.tx_hash(raw)) for p in procs}
         assert len(answers) == 1, answers
     for p in procs:
         assert p.terminate() == 0, p.home.name
@@ -109,6 +108,20 @@ def test_sigkilled_validator_catches_up_and_a_fresh_full_node_syncs(
         victim.home.validator_key.public_key.raw)
     assert victim_index is not None
     assert victim_index in _signers_since(validators[0], rejoined_at)
+
+
+def _tx_answer(p: ProcessNode, tx_hash: bytes, timeout: float = 15.0) -> str:
+    """Where ``p`` says the transaction is, once it knows (polled with a deadline)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            found = rpc_call(p.home.rpc_port, "tx", {"hash": tx_hash.hex()})
+            return json.dumps({k: found[k] for k in ("height", "lane", "index", "tx_bytes")},
+                              sort_keys=True)
+        except RuntimeError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def _signers_since(p: ProcessNode, height: int) -> set[int]:
