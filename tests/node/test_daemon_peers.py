@@ -4,6 +4,7 @@ peer sending a frame that does not decode is reported and banned."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ import trio
 from chain.sigverify import SignatureVerifier
 from chain.types import Vote, VoteType
 from node import wire
+from node.config import CONFIG_FILE, load_config, write_config
 from p2p import CONSENSUS, Host, NodeKey
 from tests.node.harness import InProcessNode, make_testnet, wait_until
 
@@ -76,6 +78,43 @@ def test_equivocation_is_committed_as_evidence_and_a_bad_frame_gets_the_peer_ban
             start = min(n.height for n in nodes)
             await wait_until(lambda: min(n.height for n in nodes) >= start + 2, 20,
                              "the chain goes on without the jailed validator")
+            for n in nodes:
+                await n.stop()
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+
+
+def test_a_partitioned_validator_falls_back_to_block_sync(tmp_path: Path,
+                                                          verifier: SignatureVerifier) -> None:
+    homes = make_testnet(tmp_path / "net", 4)
+    lone = homes.nodes[3]
+    cfg = load_config(lone.home / CONFIG_FILE, lone.home)
+    write_config(dataclasses.replace(cfg, p2p=dataclasses.replace(cfg.p2p, ban_duration=4.0)))
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            nodes = [InProcessNode(h, verifier) for h in homes.nodes]
+            for n in nodes:
+                await n.start(nursery)
+            await wait_until(lambda: min(n.height for n in nodes) >= 2, 30, "height 2")
+            cut = nodes[3]
+            assert cut.daemon.sync.episodes == 1
+            # partition: the node bans its peers for a moment (bans hold both directions)
+            for h in homes.nodes[:3]:
+                cut.daemon.host.report_violation(bytes.fromhex(h.node_id), "test partition")
+            start = cut.height
+            await wait_until(lambda: min(n.height for n in nodes[:3]) >= start + 6, 30,
+                             "the others move on")
+            # back in touch, it sees peers more than 3 heights ahead and syncs blocks
+            await wait_until(lambda: cut.daemon.sync.episodes >= 2, 30, "a block sync episode")
+            await wait_until(lambda: cut.height >= max(n.height for n in nodes[:3]), 30,
+                             "caught up")
+            assert cut.daemon.sync.blocks_synced >= 1
+            assert cut.daemon.consensus.running
+            top = max(n.height for n in nodes)
+            await wait_until(lambda: min(n.height for n in nodes) >= top + 2, 20,
+                             "all four go on together")
             for n in nodes:
                 await n.stop()
             nursery.cancel_scope.cancel()
