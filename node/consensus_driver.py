@@ -236,8 +236,14 @@ class ConsensusDriver:
         core = self.replica.core
         if not self.started:
             return {"height": self.node.state.height + 1, "round": 0, "step": "sync"}
+        st = core.state()
+        proposer = core.valset.get(core.proposer_index(core.height, core.round))
         return {"height": core.height, "round": core.round,
-                "step": STEP_NAMES.get(core.step, str(core.step)) if self.running else "sync"}
+                "step": STEP_NAMES.get(core.step, str(core.step)) if self.running else "sync",
+                "locked_round": st.locked_round, "valid_round": st.valid_round,
+                "proposer": "" if proposer is None else proposer.pubkey.hex(),
+                "sign_refusals": self.sign_refusals,
+                "evidence_seen": len(self.evidence_seen)}
 
     def on_peer_connected(self, peer: bytes) -> None:
         """Send a new peer what it may lack of the current height."""
