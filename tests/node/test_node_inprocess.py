@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import http.client
+import socket
 from pathlib import Path
 
 import pytest
@@ -9,8 +12,14 @@ import trio
 
 from chain import tx as txm
 from chain.sigverify import SignatureVerifier
-from node.config import StorageConfig
-from tests.node.harness import InProcessNode, make_testnet, rpc_call, wait_until
+from node.config import (
+    CONFIG_FILE,
+    InstrumentationConfig,
+    StorageConfig,
+    load_config,
+    write_config,
+)
+from tests.node.harness import InProcessNode, free_port, make_testnet, rpc_call, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +70,15 @@ def test_four_validators_make_blocks(tmp_path: Path, verifier: SignatureVerifier
             nursery.cancel_scope.cancel()
 
     trio.run(main)
+
+
+def _get_metrics(port: int) -> str:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", "/metrics")
+        return conn.getresponse().read().decode()
+    finally:
+        conn.close()
 
 
 def _tx(key, chain_id: str, nonce: int, body) -> bytes:  # type: ignore[no-untyped-def]
@@ -136,6 +154,12 @@ def test_retention_prunes_blocks_and_state_while_the_chain_runs(
         tmp_path: Path, verifier: SignatureVerifier) -> None:
     storage = StorageConfig(retain_blocks=3, retain_state_versions=4, prune_interval=0.1)
     homes = make_testnet(tmp_path / "net", 4, storage=storage)
+    # node 0 also serves Prometheus on its own listener
+    prom_port = free_port(socket.SOCK_STREAM)
+    home0 = homes.nodes[0].home
+    cfg = load_config(home0 / CONFIG_FILE, home0)
+    write_config(dataclasses.replace(cfg, instrumentation=InstrumentationConfig(
+        prometheus=True, prometheus_listen_addr=f"127.0.0.1:{prom_port}")))
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
@@ -158,6 +182,9 @@ def test_retention_prunes_blocks_and_state_while_the_chain_runs(
                 assert node.blocks.get_block(1) is None
                 assert node.tree.oldest_version >= h - 4 + 1 - 1
                 assert node.sync_info().earliest_block_height == node.blocks.base_height
+            text = await trio.to_thread.run_sync(_get_metrics, prom_port)
+            assert "blackhole_consensus_latest_block_height" in text
+            assert "blackhole_p2p_peers 3.0" in text
             for n in nodes:
                 await n.stop()
             nursery.cancel_scope.cancel()
