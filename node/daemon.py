@@ -47,6 +47,7 @@ from p2p import (
     Host,
     HostConfig,
     Overflow,
+    P2PError,
     PeerConnected,
     PeerDisconnected,
     PeerPolicy,
@@ -332,19 +333,20 @@ def run(home: str | Path) -> int:
             trio.run(partial(run_node, home, verifier=verifier))
         finally:
             verifier.close()
-    except HomeError as exc:
+    except (HomeError, P2PError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
     except BaseExceptionGroup as group:
-        # a block the validators decided does not apply here: stop rather than diverge
-        failures, rest = group.split(ConsensusFailure)
-        if failures is None or rest is not None:
+        # operator-facing failures get one line each: a port in use, a block the
+        # validators decided that does not apply here (stop rather than diverge)
+        known, rest = group.split((ConsensusFailure, P2PError, OSError))
+        if known is None or rest is not None:
             raise
-        for failure in _leaves(failures):
+        for failure in _leaves(known):
             print(f"error: {failure}", file=sys.stderr)
-        return 2
+        return 2 if any(isinstance(f, ConsensusFailure) for f in _leaves(known)) else 1
     return 0
 
 

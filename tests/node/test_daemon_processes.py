@@ -9,6 +9,7 @@ is checked from the logs: every node logs any equivocation evidence it detects
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -168,3 +169,15 @@ def test_python_m_node_reports_a_bad_home_in_one_line(tmp_path: Path) -> None:
     assert out.returncode == 1
     assert out.stderr.strip().startswith("error: home ")
     assert "Traceback" not in out.stderr
+
+
+def test_python_m_node_reports_a_port_in_use_in_one_line(tmp_path: Path) -> None:
+    homes = make_testnet(tmp_path / "net", 1)
+    home = homes.nodes[0]
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", home.rpc_port))
+        taken.listen()
+        out = subprocess.run([sys.executable, "-m", "node", "--home", str(home.home)],
+                             capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert out.returncode == 1, out.stderr[-2000:]
+    assert "error:" in out.stderr and "Traceback" not in out.stderr
