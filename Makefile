@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 # Packages whose pure cores must stay ruff- and mypy-clean.
-CORES  := storage vm chain consensus p2p genesis light
+CORES  := storage vm chain consensus p2p genesis light node
 
 .PHONY: test lint bench sim devnet clean
 
