@@ -299,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  blackhole query may-decrypt {made['buyer']} {made['card']} {node}")
         print(f"  blackhole keys import me {home0}/config/priv_validator_key.json --home {home0}")
         print(f"  blackhole tx transfer {made['buyer']} 1000 --from me --home {home0} {node}")
-        print("(blackhole is `python -m node.cli` until the package is installed)")
+        print("(`blackhole` is .venv/bin/blackhole: run `source .venv/bin/activate` first, in another terminal)")
         print("\nBlocks (Ctrl-C stops every node):", flush=True)
         follow_blocks(net, client, args.blocks, stall_s=60.0)
         return 0
