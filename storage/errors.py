@@ -47,6 +47,15 @@ class CorruptDatabaseError(DatabaseError):
     kind = "corrupt database"
 
 
+class UnsupportedLayoutError(DatabaseError):
+    """Raised when a store was written with another on-disk layout of storage/ (its
+    store marker names another layout version, e.g. the v1 state tree of one node
+    per record). The operator's problem: there is no migration; re-create the store
+    and re-sync."""
+
+    kind = "unsupported store layout"
+
+
 class DatabaseIOError(DatabaseError):
     """Raised on an I/O failure reported by LevelDB (disk full, permission denied, ...)."""
 

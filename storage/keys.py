@@ -54,8 +54,11 @@ VALIDATORS = b"Vv"
 META = b"Mm"
 
 # Written when a LevelKV store is created; its absence on open means lost tables.
+# The suffix is the on-disk layout version: v2 stores the state tree as groups of
+# two levels per record (storage.state); v1 stored one node per record.
 STORE_MARKER_KEY = META + b"\x05store"
-STORE_MARKER = b"blackhole-store-v1"
+STORE_MARKER_FAMILY = b"blackhole-store-v"
+STORE_MARKER = STORE_MARKER_FAMILY + b"2"
 
 _U64 = struct.Struct(">Q")
 _U32 = struct.Struct(">I")

@@ -26,8 +26,9 @@ from storage.errors import (
     MissingDatabaseError,
     StorageError,
     TruncatedDatabaseError,
+    UnsupportedLayoutError,
 )
-from storage.keys import STORE_MARKER, STORE_MARKER_KEY, prefix_end
+from storage.keys import STORE_MARKER, STORE_MARKER_FAMILY, STORE_MARKER_KEY, prefix_end
 
 
 class KV(Protocol):
@@ -370,6 +371,12 @@ class LevelKV:
             return
         if marker is None:
             raise CorruptDatabaseError(self.path, "store marker missing: not a Blackhole store or its tables were lost")
+        if marker.startswith(STORE_MARKER_FAMILY):
+            raise UnsupportedLayoutError(
+                self.path,
+                f"written with layout {marker.decode('ascii', 'replace')}, this build reads"
+                f" {STORE_MARKER.decode()}; there is no migration: re-create the store and re-sync",
+            )
         raise CorruptDatabaseError(self.path, f"unknown store marker {marker!r}")
 
     def _closed(self) -> DatabaseClosedError:
