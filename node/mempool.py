@@ -57,6 +57,7 @@ from node.errors import NodeError
 
 if TYPE_CHECKING:
     from node.metrics import NodeMetrics
+    from node.sigcache import VerifiedTxs
 
 LANES = txm.LANE_NAMES
 TX_LIST_OVERHEAD = 5
@@ -153,8 +154,11 @@ class MempoolTx:
 class Mempool:
     """Pending transactions of the node (see the module docstring)."""
 
-    def __init__(self, state: State, config: MempoolConfig, *, metrics: NodeMetrics | None = None) -> None:
+    def __init__(self, state: State, config: MempoolConfig, *, metrics: NodeMetrics | None = None,
+                 verified: VerifiedTxs | None = None) -> None:
         self.state = state
+        self.verified = verified
+        """Where the hashes of transactions whose signature check_tx verified go (node.sigcache)."""
         self.config = config
         self.metrics = metrics
         self._by_hash: dict[builtins.bytes, MempoolTx] = {}  # insertion order = arrival order
@@ -243,6 +247,8 @@ class Mempool:
             result = check_tx(self.state, tx_bytes, overlay=self._overlay)
         except InvalidTx as exc:
             raise self._failed(TxInvalid(exc)) from exc
+        if self.verified is not None:
+            self.verified.add(tx_hash)
         entry = MempoolTx(tx_bytes, tx_hash, tx, tx.body.LANE, size, self._seq, self.state.height)
         self._seq += 1
         self._insert(entry)

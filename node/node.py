@@ -52,6 +52,7 @@ from node.events import EventBus
 from node.indexer import get_tx, index_writes
 from node.log import get_logger
 from node.metrics import NodeMetrics
+from node.sigcache import CachedVerifier, VerifiedTxs
 from node.view import PeerInfo, SyncInfo, TxLocation
 from node.wire import Limits
 from p2p import NodeKey, NotConnected, format_peer_id
@@ -128,7 +129,9 @@ class Node:
         self.validator_pubkey: bytes | None = (
             None if validator_key is None else validator_key.public_key.raw
         )
-        self.verifier = verifier
+        self.verified_txs = VerifiedTxs()
+        """Hashes of transactions whose signature check_tx verified (apply skips them)."""
+        self.verifier = CachedVerifier(verifier, self.verified_txs)
         self.limits = Limits.from_params(genesis.consensus_params, genesis.app_params)
         self.events = EventBus()
         self.metrics = NodeMetrics()
@@ -257,7 +260,8 @@ class Node:
     def _make_mempool(self) -> Any:
         from node.mempool import Mempool
 
-        return Mempool(self.state, self.config.mempool, metrics=self.metrics)
+        return Mempool(self.state, self.config.mempool, metrics=self.metrics,
+                       verified=self.verified_txs)
 
     def close(self) -> None:
         """Close the WAL and the store (idempotent)."""
