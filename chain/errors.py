@@ -232,3 +232,8 @@ class BlockEvidenceInvalid(InvalidBlock):
 
 class AppHashMismatch(InvalidBlock):
     """The header's app_hash differs from the state root the block produces."""
+
+
+class ValidatorJailed(RuleViolation):
+    """The sender's key was jailed (tombstoned) for proven equivocation: it can never bond again.
+    The user's fault: bond with a new key."""

@@ -15,7 +15,8 @@ apply_block runs these steps in order, each check commented where it is made:
     process_expiry             seeder entries lapse, escrows refund, unbonded stake returns
     process_cards, process_seeders, process_keys, process_txs
                                each transaction: envelope (lane, nonce, fee), then its rule
-    process_evidence           equivocation evidence slashes stake
+    process_evidence           equivocation evidence jails the validator and slashes its stake
+    process_jail_deferred      jailed validators kept only to avoid an empty set leave when they can
     process_fees               the block's fees go to the proposer
     process_validator_updates  stake changes become the validator set of height + 2
 
@@ -69,6 +70,7 @@ from chain.errors import (
     OversizePreview,
     RuleViolation,
     StateError,
+    ValidatorJailed,
     VMDenied,
     WrongNonce,
 )
@@ -976,6 +978,10 @@ def _validator_count(ap: Apply) -> int:
 
 
 def apply_bond(ap: Apply, tx: txm.Tx, b: txm.Bond, tx_hash: bytes) -> None:
+    # a key jailed for equivocation never bonds again
+    jailed_at = ap.get_int(sk.jailed(tx.sender))
+    if jailed_at:
+        raise ValidatorJailed(f"validator {tx.sender.hex()} was jailed at height {jailed_at} and cannot bond again")
     before = _stake(ap, tx.sender)
     after = before + b.amount
     # the stake reaches the minimum bond
@@ -1009,12 +1015,17 @@ def apply_unbond(ap: Apply, tx: txm.Tx, b: txm.Unbond, tx_hash: bytes) -> None:
     if after == 0:
         ap.validator_count = _validator_count(ap) - 1
     _set_stake(ap, tx.sender, after)
+    _schedule_unbonding(ap, tx.sender, b.amount)
+
+
+def _schedule_unbonding(ap: Apply, validator: bytes, amount: int) -> None:
+    """Stake leaving at this height returns to the validator's account at height + 2."""
     release = ap.height + 2
-    key = sk.unbonding(release, tx.sender)
+    key = sk.unbonding(release, validator)
     pending = ap.get_int(key)
     if pending == 0:
-        ap.due_add(release, sk.due_unbond(tx.sender))
-    ap.put_int(key, pending + b.amount)
+        ap.due_add(release, sk.due_unbond(validator))
+    ap.put_int(key, pending + amount)
 
 
 def handle_evidence(ap: Apply, evidence_bytes: bytes) -> None:
@@ -1045,11 +1056,59 @@ def handle_evidence(ap: Apply, evidence_bytes: bytes) -> None:
     except InvalidEvidence as exc:
         raise InvalidField(f"evidence does not verify: {exc}") from exc
     ap.ov.put(seen_key, sk.u64(ap.height))
-    stake = _stake(ap, guilty.pubkey)
+    jail_validator(ap, guilty.pubkey)
+
+
+def jail_validator(ap: Apply, validator: bytes) -> None:
+    """Jail (tombstone) an equivocator: slash, then remove it from the set of height + 2.
+
+    A validator is penalised once: evidence against a key already jailed is
+    recorded as handled and changes nothing else. `slash_bps` of its stake is
+    burned and the rest is unbonded (returned at height + 2, when the removal
+    takes effect). Stake already unbonding is not slashed. If removing it would
+    leave no validator, it stays bonded with its slashed stake and is listed
+    in JAIL_DEFERRED until another validator remains (process_jail_deferred).
+    """
+    jailed_key = sk.jailed(validator)
+    if ap.get_int(jailed_key):
+        return
+    ap.put_int(jailed_key, ap.height)
+    stake = _stake(ap, validator)
+    if stake == 0:
+        return
     burn = stake * ap.app.slash_bps // BPS
-    if burn:
-        _set_stake(ap, guilty.pubkey, stake - burn)
-        ap.burned += burn
+    ap.burned += burn
+    # the set never becomes empty: the removal waits for another validator
+    if _validator_count(ap) <= 1:
+        _set_stake(ap, validator, stake - burn)
+        deferred = ap.get_record(sk.JAIL_DEFERRED) or []
+        ap.put_record(sk.JAIL_DEFERRED, sorted([*deferred, validator]))
+        return
+    ap.validator_count = _validator_count(ap) - 1
+    _set_stake(ap, validator, 0)
+    if stake - burn:
+        _schedule_unbonding(ap, validator, stake - burn)
+
+
+def process_jail_deferred(ap: Apply) -> None:
+    """Jailed validators kept bonded so that the set was not empty leave as soon as another remains."""
+    deferred = ap.get_record(sk.JAIL_DEFERRED)
+    if not deferred:
+        return
+    kept: list[bytes] = []
+    for validator in deferred:
+        stake = _stake(ap, validator)
+        if stake and _validator_count(ap) <= 1:
+            kept.append(validator)
+            continue
+        if stake:
+            ap.validator_count = _validator_count(ap) - 1
+            _set_stake(ap, validator, 0)
+            _schedule_unbonding(ap, validator, stake)
+    if kept:
+        ap.put_record(sk.JAIL_DEFERRED, kept)
+    else:
+        ap.ov.delete(sk.JAIL_DEFERRED)
 
 
 def apply_evidence_tx(ap: Apply, tx: txm.Tx, b: txm.SubmitEvidence, tx_hash: bytes) -> None:
@@ -1311,6 +1370,7 @@ def apply_block(state: State, block: Block, *, verify_app_hash: bool = True, ver
         process_keys(ap, lanes[2], results)
         process_txs(ap, lanes[3], results)
         process_evidence(ap, block)
+        process_jail_deferred(ap)
         process_fees(ap)
         ap.flush_accounts()
         updates, removed, next_set = process_validator_updates(ap)

@@ -39,6 +39,8 @@ T_VALSET = 0x31
 T_VALUPDATES = 0x32
 T_UNBONDING = 0x33
 T_EVIDENCE_SEEN = 0x34
+T_JAILED = 0x35
+T_JAIL_DEFERRED = 0x36
 T_GENERIC = 0x40
 T_APP_RECORD = 0x50
 T_SET_COUNT = 0x60
@@ -153,6 +155,15 @@ def unbonding(release_height: int, validator: bytes) -> bytes:
 
 def evidence_seen(evidence_hash: bytes) -> bytes:
     return bytes([T_EVIDENCE_SEEN]) + evidence_hash
+
+
+def jailed(validator: bytes) -> bytes:
+    """Tombstone of a validator jailed for equivocation: u64 height of the jailing."""
+    return bytes([T_JAILED]) + validator
+
+
+JAIL_DEFERRED = bytes([T_JAIL_DEFERRED])
+"""Jailed validators still bonded because removing them would empty the set: sorted list of addresses."""
 
 
 def generic(tx_hash: bytes) -> bytes:

@@ -1,0 +1,85 @@
+"""Four validators in one process: an equivocating validator is jailed and leaves the set.
+
+Validator 3 does not run a node; the test signs two conflicting prevotes for it
+and sends them over real QUIC. The evidence is detected, committed, the chain
+jails the validator (out of the set two heights later, tombstoned) and the
+three others go on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import trio
+
+from chain import statekeys as sk
+from chain.sigverify import SignatureVerifier
+from chain.types import Vote, VoteType
+from node import wire
+from p2p import CONSENSUS, Host, NodeKey
+from tests.node.harness import InProcessNode, make_testnet, wait_until
+
+
+@pytest.fixture(scope="module")
+def verifier() -> SignatureVerifier:
+    v = SignatureVerifier(1, kind="thread")
+    yield v
+    v.close()
+
+
+def test_an_equivocating_validator_is_jailed_and_the_chain_goes_on(
+        tmp_path: Path, verifier: SignatureVerifier) -> None:
+    homes = make_testnet(tmp_path / "net", 4)
+    cheat_key = homes.nodes[3].validator_key
+    cheat = cheat_key.public_key.raw
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            nodes = [InProcessNode(h, verifier) for h in homes.nodes[:3]]
+            for n in nodes:
+                await n.start(nursery)
+            await wait_until(lambda: min(n.height for n in nodes) >= 1, 30, "height 1")
+            target = nodes[0]
+            assert target.node.state.validator_set(target.node.state.height + 1).index_of(cheat) is not None
+            async with Host.open(NodeKey.generate(), ("127.0.0.1", 0)) as fake:
+                await fake.connect(bytes.fromhex(homes.nodes[0].node_id),
+                                   ("127.0.0.1", target.daemon.p2p_port), timeout=10)
+                driver = target.daemon.consensus
+                with trio.move_on_after(20):
+                    while not driver.evidence_seen:
+                        core = driver.replica.core
+                        idx = core.valset.index_of(cheat)
+                        assert idx is not None
+                        for block_hash in (b"\x01" * 32, b"\x02" * 32):
+                            vote = Vote(VoteType.PREVOTE, core.height, core.round, block_hash,
+                                        1, idx, b"").signed(cheat_key, homes.chain_id)
+                            fake.send(target.node.node_key.peer_id, CONSENSUS,
+                                      wire.encode(wire.VoteMessage(vote)))
+                        await trio.sleep(0.1)
+            assert driver.evidence_seen, "no evidence detected"
+
+            def jailed_at(n: InProcessNode) -> int | None:
+                raw = n.node.state.get(sk.jailed(cheat))
+                return None if raw is None else int.from_bytes(raw, "big")
+
+            await wait_until(lambda: all(jailed_at(n) is not None for n in nodes), 20,
+                             "the validator jailed on every node")
+            h = jailed_at(nodes[0])
+            assert h is not None and {jailed_at(n) for n in nodes} == {h}
+            # out of the set from h+2 on, with its stake slashed and unbonded
+            await wait_until(lambda: min(n.height for n in nodes) >= h + 4, 30,
+                             "the chain goes on without the jailed validator")
+            for n in nodes:
+                state = n.node.state
+                assert state.validator_set(h + 1).index_of(cheat) is not None
+                for height in (h + 2, h + 3, h + 4):
+                    vset = state.validator_set(height)
+                    assert vset.index_of(cheat) is None and len(vset) == 3
+                assert state.get(sk.stake(cheat)) is None
+            assert len({n.node.blocks.get_block_hash(h + 4) for n in nodes}) == 1
+            for n in nodes:
+                await n.stop()
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
