@@ -7,8 +7,8 @@ transaction of the run is signed up front (sequential nonces per account,
 lanes mixed round-robin: transfer and generic in ``txs``, publish-card and
 react in ``cards``, announce in ``seeders``, buy-key in ``keys``), so signing
 does not limit the rate. One sender thread per RPC URL submits its accounts'
-transactions with ``broadcast_tx_sync`` on a fixed schedule (``--rate`` overall,
-batched when behind). The main thread follows the chain on the first URL:
+transactions with ``broadcast_tx_sync`` on a fixed schedule (``--rate`` overall;
+every 20 ms what fell due goes as one JSON-RPC batch). The main thread follows the chain on the first URL:
 for every new block it decodes the block bytes, hashes each lane's
 transactions and matches them against the submission times, so latency is
 submission to inclusion in a committed block.
@@ -47,6 +47,10 @@ from node.errors import NodeError
 LANES = ("cards", "seeders", "keys", "txs")
 POLL_S = 0.05
 MAX_BATCH = 10
+"""The node's default [rpc] max_batch_size."""
+SEND_TICK_S = 0.02
+"""A sender wakes at most every 20 ms and sends what fell due as one JSON-RPC batch:
+one HTTP request per transaction cost the nodes more than checking the transaction."""
 
 
 class LoadgenError(Exception):
@@ -150,7 +154,7 @@ def sender(url: str, txs: list[bytes], rate: float, t0: float, stats: Stats) -> 
         due = t0 + k / rate
         now = time.monotonic()
         if now < due:
-            time.sleep(min(due - now, 0.05))
+            time.sleep(max(min(due - now, POLL_S), SEND_TICK_S))
             continue
         behind = int((now - t0) * rate) - k + 1
         chunk = txs[k : k + max(1, min(MAX_BATCH, behind))]
