@@ -39,7 +39,7 @@ from chain.crypto import DOMAIN_TX, digest
 from chain.genesis import GenesisDoc
 from genesis.keyfile import read_key_file
 from node import txbuild
-from tests.node.harness import ProcessNode, make_testnet, wait_heights
+from tests.node.harness import FAST_TIMEOUTS, ProcessNode, make_testnet, wait_heights
 from tools import loadgen
 
 DEFAULT_RATES = (250, 500, 750, 1000, 1250, 1500, 2000, 3000)
@@ -86,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep-up", type=float, default=0.9)
     ap.add_argument("--max-p50-ms", type=float, default=None,
                     help="also require this commit latency p50 to call a rate sustained")
+    ap.add_argument("--timeout-commit-ms", type=int, default=FAST_TIMEOUTS["timeout_commit_ms"],
+                    help="the testnet genesis's timeout_commit (block interval vs block size)")
     ap.add_argument("--keep", type=Path, default=None, help="keep the testnet homes here")
     args = ap.parse_args(argv)
     rates = [float(r) for r in args.rates.split(",") if r]
@@ -97,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         tmp = tempfile.TemporaryDirectory(prefix="bh-tput-")
         out = Path(tmp.name)
-    net = make_testnet(out, validators=4, seed=b"throughput")
+    timeouts = {**FAST_TIMEOUTS, "timeout_commit_ms": args.timeout_commit_ms}
+    net = make_testnet(out, validators=4, seed=b"throughput", timeouts=timeouts)
     nodes = [ProcessNode(h) for h in net.nodes]
     steps: list[dict[str, object]] = []
     yardsticks: list[float] = []
@@ -138,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         "verify_per_s_one_core": round(one_core),
         "ratio": round(top / one_core, 4),
         "validators": 4,
+        "timeout_commit_ms": args.timeout_commit_ms,
         "step_seconds": args.step_seconds,
         "steps": [{k: s[k] for k in ("rate", "tps", "lost", "rejected", "latency_ms_p50", "latency_ms_p99",
                                      "sustained")} for s in steps],
