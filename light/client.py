@@ -322,17 +322,19 @@ class LightClient:
         against_primary = make_evidence(ours, theirs, common)
         against_witness = make_evidence(theirs, ours, common)
         paths = [str(self.store.record_evidence(e.hash(), e.encode())) for e in (against_primary, against_witness)]
-        submitted = []
+        submitted, refused = [], []
         for provider, ev in ((witness, against_primary), (self.primary, against_witness)):
             try:
                 if provider.broadcast_evidence(ev):
                     submitted.append(provider.address)
-            except le.ProviderError:
-                pass
+            except le.ProviderError as exc:
+                # a node on the accused side sees no conflict with its own chain, or is down
+                refused.append(f"{provider.address} ({exc})")
         reason = (f"conflicting headers at height {ours.height}: primary {self.primary.address} has "
                   f"{ours.hash().hex()}, witness {witness.address} has {theirs.hash().hex()}, both verify "
                   f"from trusted height {common.height}")
         self.store.save_meta(replace(self.store.meta(), halted=reason))
         where = f"; evidence recorded at {', '.join(paths)}"
-        where += f"; submitted to {', '.join(submitted)}" if submitted else "; no node offers broadcast_evidence"
+        where += f"; submitted to {', '.join(submitted)}" if submitted else "; no node took the evidence"
+        where += f"; refused by {', '.join(refused)}" if refused else ""
         raise le.AttackDetected("light client attack detected: " + reason + where, paths[0])

@@ -493,6 +493,12 @@ class Node:
             del self._tx_waiters.events[tx_hash]
         return self.tx_location(tx_hash)
 
+    async def submit_evidence(self, evidence_bytes: bytes) -> list[bytes]:
+        """Verify submitted evidence, pool and gossip what it proves (node.evidence_intake)."""
+        from node.evidence_intake import submit_evidence
+
+        return await submit_evidence(self, evidence_bytes)
+
 
 def locate_tx(blocks: BlockStore, tx_hash: bytes) -> TxLocation | None:
     """Where a committed transaction is, from the tx index (node.indexer)."""

@@ -29,6 +29,7 @@ from chain.types import Block, Commit
 from node import indexer
 from node import jsonview as jv
 from node.errors import InvalidParams, NotFound, RpcError, ServerError, Unavailable
+from node.evidence_intake import MAX_SUBMITTED_EVIDENCE_BYTES, EvidenceRejected
 from node.jsonrpc import Method, Param, ParamType, Registry, Result
 from node.mempool import DuplicateTx, MempoolError, TxInvalid
 from node.view import NodeView
@@ -357,6 +358,21 @@ class RpcMethods:
         return {"hash": tx_hash.hex(), "check_tx": check, "committed": True, "height": loc.height,
                 "lane": loc.lane, "index": loc.index}
 
+    async def broadcast_evidence(self, evidence: bytes) -> dict[str, Any]:
+        """Duplicate-vote evidence is verified, pooled and gossiped. A light client attack is
+        checked against this node's chain: every validator that signed both the conflicting
+        and the canonical commit in the same round yields duplicate-vote evidence; commits
+        of different rounds (amnesia) prove nothing per validator and are only recorded."""
+        try:
+            hashes = await self.view.submit_evidence(evidence)
+        except EvidenceRejected as exc:
+            raise InvalidParams(f"invalid evidence: {exc}", {"param": "evidence"}) from None
+        if hashes:
+            log = f"{len(hashes)} duplicate-vote evidence pooled"
+        else:
+            log = "amnesia attack (commits of different rounds): nothing provable per validator; recorded"
+        return {"hashes": [h.hex() for h in hashes], "log": log}
+
     def check_tx(self, tx: bytes) -> dict[str, Any]:
         tx_hash = txm.tx_hash(tx)
         try:
@@ -555,6 +571,11 @@ class RpcMethods:
                               required=False, minimum=0.001, maximum=self.commit_timeout)),
              _obj("{hash, check_tx, committed, height?, lane?, index?}"),
              "Submit a transaction and wait until a block commits it."),
+            ("broadcast_evidence", self.broadcast_evidence,
+             (Param("evidence", ParamType.HEX, "Encoded evidence, hex: kind 1 DuplicateVoteEvidence or kind 2 "
+                    "LightClientAttackEvidence.", max_length=MAX_SUBMITTED_EVIDENCE_BYTES),),
+             _obj("{hashes, log}"),
+             "Submit evidence of misbehaviour; answers the hashes of the duplicate-vote evidence pooled."),
             ("check_tx", self.check_tx, (tx_param,), _obj("{hash, code, log, error?, check?}"),
              "Check a transaction against the mempool's state without adding it."),
             ("unconfirmed_txs", self.unconfirmed_txs,

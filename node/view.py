@@ -107,3 +107,9 @@ class NodeView(Protocol):
     async def wait_tx_committed(self, tx_hash: bytes, timeout_s: float) -> TxLocation | None:
         """The location once the transaction is committed, or None after `timeout_s`."""
         ...
+
+    async def submit_evidence(self, evidence_bytes: bytes) -> list[bytes]:
+        """Verify evidence (kind 1 duplicate vote, kind 2 light client attack), pool and gossip
+        the duplicate-vote evidence it proves; returns their hashes (empty: an amnesia attack,
+        recorded). Raises node.evidence_intake.EvidenceRejected."""
+        ...

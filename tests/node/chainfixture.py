@@ -40,7 +40,8 @@ from chain.types import (
     compute_evidence_hash,
     compute_lane_root,
 )
-from node import indexer
+from consensus.evidence import EvidencePool
+from node import evidence_intake, indexer
 from node.config import Config
 from node.events import EventBus
 from node.mempool import Mempool
@@ -205,6 +206,10 @@ class FixtureView:
         self.catching_up = False
         self.auto_commit = auto_commit
         self.submitted: list[bytes] = []
+        self.home = home
+        self.consensus: Any = None
+        """No consensus driver: submitted evidence goes straight to `evidence`."""
+        self.evidence = EvidencePool(fx.genesis.chain_id, fx.genesis.consensus_params.evidence_max_age_heights)
 
     def sync_info(self) -> SyncInfo:
         s = self.state
@@ -227,6 +232,9 @@ class FixtureView:
         result = self.mempool.add(tx_bytes)
         self.submitted.append(tx_bytes)
         return result
+
+    async def submit_evidence(self, evidence_bytes: bytes) -> list[bytes]:
+        return await evidence_intake.submit_evidence(self, evidence_bytes)
 
     async def wait_tx_committed(self, tx_hash: bytes, timeout_s: float) -> TxLocation | None:
         found = indexer.get_tx(self.blocks.kv, tx_hash)
