@@ -296,6 +296,18 @@ def _assemble(
     return join_group(head, subs)
 
 
+def _leaf_pair(items: list[tuple[bytes, bytes]], depth: int) -> tuple[bytes, bytes] | None:
+    """(record, hash) of a node at `depth` whose two children are the two sorted leaf
+    `items`, if they part at this depth (the usual new node: a key meets a leaf)."""
+    (ka, a), (kb, b) = items
+    na, nb = _nibble(ka, depth), _nibble(kb, depth)
+    if na == nb:
+        return None
+    bm = _U16[(1 << na) | (1 << nb)]
+    hs = a[:32] + b[:32]
+    return bm + bm + hs + a[32:] + b[32:], blake3(_NODE + bm + hs).digest()
+
+
 def _slot_hash(slot: bytes) -> bytes:
     return slot[:32] if slot else EMPTY_ROOT
 
@@ -568,6 +580,7 @@ class StateTree:
             raise StateKeyError(f"puts must be a mapping of bytes to bytes, got {type(puts).__name__}")
         if isinstance(deletes, (bytes, str)) or not isinstance(deletes, Iterable):
             raise StateKeyError("deletes must be an iterable of bytes keys")
+        # key hash -> (key, value or None, leaf slot or None)
         ops: dict[bytes, tuple[bytes, bytes | None, bytes | None]] = {}
         for key in deletes:
             _check_bytes("key", key)
@@ -578,12 +591,10 @@ class StateTree:
                 _check_bytes("value", value)
             if len(key) > MAX_KEY_LEN:
                 raise StateKeyError(f"state key of {len(key)} bytes exceeds {MAX_KEY_LEN}")
-            ops[blake3(key).digest()] = (key, value, blake3(value).digest())
+            kh = blake3(key).digest()
+            ops[kh] = (key, value, blake3(_LEAF + kh + blake3(value).digest()).digest() + kh)
         khs = sorted(ops)
-        leaves: list[bytes | None] = []
-        for kh in khs:
-            vh = ops[kh][2]
-            leaves.append(None if vh is None else blake3(_LEAF + kh + vh).digest() + kh)
+        leaves = [ops[kh][2] for kh in khs]
         old_root = EMPTY if latest is None else self._root_slot(latest)[1]
         run = _Update(self, version, khs, leaves)
         new_root = run.update(old_root, 0, 0, len(khs))
@@ -751,6 +762,13 @@ class _Update:
     def _build_group(self, items: list[tuple[bytes, bytes]], depth: int) -> bytes:
         """Slot of a new subtree at even `depth` holding `items` (sorted (key hash,
         leaf slot) pairs, at least two): writes its group and the groups below."""
+        if len(items) == 2:
+            pair = _leaf_pair(items, depth)
+            if pair:
+                path = encode_path(items[0][0], depth)
+                group = b"\x00" + _U16[3 + len(pair[0])] + pair[0]
+                self.nodes.append((_NODE_PREFIX + self.vbytes + path, group))
+                return pair[1] + self.vbytes
         slots = [EMPTY] * 16
         subs: list[bytes] = []
         n_items = len(items)
@@ -773,6 +791,10 @@ class _Update:
 
     def _build_inner(self, items: list[tuple[bytes, bytes]], depth: int) -> tuple[bytes, bytes]:
         """(slot, record) of a new node at odd `depth` holding at least two `items`."""
+        if len(items) == 2:
+            pair = _leaf_pair(items, depth)
+            if pair:
+                return pair[1] + INLINE_VERSION, pair[0]
         slots = [EMPTY] * 16
         n_items = len(items)
         start = 0
@@ -964,6 +986,14 @@ class _Update:
     def _inner(self, rec: bytes, depth: int, lo: int, hi: int) -> tuple[bytes, bytes, bytes] | None:
         """Rewrite an inline node at odd `depth` after the ops khs[lo:hi] (rewrite_node's
         result), or None if nothing changed."""
+        if hi - lo == 1:
+            nib = _HEX[self.hexes[lo][depth]]
+            child = node_child(rec, nib)
+            if len(child) == INTERNAL_SLOT:
+                new = self._one(child, depth + 1, lo)
+            else:
+                new = self._small_even(child, depth + 1, lo, hi)
+            return None if new == child else splice_node(rec, nib, new)
         changes: list[tuple[int, bytes]] = []
         c = self.hexes[lo][depth]
         runs = ((_HEX[c], lo, hi),) if c == self.hexes[hi - 1][depth] else self._runs(depth, lo, hi)
