@@ -44,7 +44,7 @@ bench: $(VENV)/.installed-bench
 
 # The consensus simulator over many seeds (CI runs a seeded slice inside make test).
 sim: $(VENV)/.installed-test
-	$(PY) -m tools.sim --seeds 10000
+	$(PY) -m tools.sim --seeds 10000 --jobs 2
 
 clean:
 	rm -rf $(VENV) .devnet build *.egg-info

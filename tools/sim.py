@@ -27,8 +27,10 @@ target height within a virtual-time bound after the last heal/restart).
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import contextlib
 import dataclasses
+import functools
 import heapq
 import logging
 import os
@@ -37,7 +39,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -955,6 +957,10 @@ def run_seed(seed: int, *, validators: int | None = None, use_trio: bool = False
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _run_seed_for_pool(seed: int, *, validators: int | None, use_trio: bool) -> SeedResult:
+    return run_seed(seed, validators=validators, use_trio=use_trio)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tools.sim", description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", type=int, default=100, help="run seeds 0..N-1")
@@ -962,15 +968,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=None, help="replay one seed")
     ap.add_argument("--validators", type=int, default=None, help="fix N (default 4..10 by seed)")
     ap.add_argument("--trio", action="store_true", help="drive under trio's MockClock")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="worker processes (seeds are independent; output stays in seed order)")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args(argv)
+    if args.jobs < 1:
+        ap.error("--jobs must be at least 1")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.ERROR,
                         format="%(name)s %(levelname)s %(message)s")
     seeds = [args.seed] if args.seed is not None else range(args.start, args.start + args.seeds)
     safety = liveness = 0
     t0 = time.perf_counter()
-    for s in seeds:
-        res = run_seed(s, validators=args.validators, use_trio=args.trio)
+    run = functools.partial(_run_seed_for_pool, validators=args.validators, use_trio=args.trio)
+    with contextlib.ExitStack() as stack:
+        if args.jobs > 1 and len(seeds) > 1:
+            pool = stack.enter_context(concurrent.futures.ProcessPoolExecutor(args.jobs))
+            results: Iterable[SeedResult] = pool.map(run, seeds, chunksize=8)
+        else:
+            results = map(run, seeds)
+        outcomes = list(zip(seeds, results, strict=True))
+    for s, res in outcomes:
         if res.safety:
             safety += 1
         if res.liveness is not None:
