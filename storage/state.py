@@ -60,7 +60,7 @@ EMPTY = b""
 INTERNAL_SLOT = 40
 LEAF_SLOT = 64
 MAX_KEY_LEN = 0xFFFF
-DEFAULT_CACHE_BYTES = 128 << 20
+DEFAULT_CACHE_BYTES = 96 << 20
 
 _LEAF = b"\x00"
 _NODE = b"\x01"
@@ -853,6 +853,28 @@ class _Update:
             return self._build_group(items, depth)
         return items[0][1] if items else EMPTY
 
+    def _meet_even(self, child: bytes, depth: int, i: int) -> bytes:
+        """New slot at even `depth` where the one op khs[i] meets an empty slot or a
+        leaf (`_small_even` for one key, without the item lists)."""
+        leaf = self.leaves[i]
+        if not child:
+            if leaf is None:
+                return child
+            self.changed.append(i)
+            return leaf
+        kh = self.khs[i]
+        if child[32:] == kh:
+            if leaf == child:
+                return child
+            self.changed.append(i)
+            return EMPTY if leaf is None else leaf
+        if leaf is None:
+            return child
+        self.changed.append(i)
+        pair = [(child[32:], child), (kh, leaf)]
+        pair.sort()
+        return self._build_group(pair, depth)
+
     def update(self, slot: bytes, depth: int, lo: int, hi: int) -> bytes:
         """New slot for the subtree at even `depth` after the ops khs[lo:hi]."""
         if lo == hi:
@@ -967,7 +989,7 @@ class _Update:
                 if new == child:
                     return slot
             else:
-                new = self._small_even(child, depth + 2, i, i + 1)
+                new = self._meet_even(child, depth + 2, i)
                 if new == child:
                     return slot
             record, h, single = splice_node(sub, nib2, new)
@@ -992,7 +1014,7 @@ class _Update:
             if len(child) == INTERNAL_SLOT:
                 new = self._one(child, depth + 1, lo)
             else:
-                new = self._small_even(child, depth + 1, lo, hi)
+                new = self._meet_even(child, depth + 1, lo)
             return None if new == child else splice_node(rec, nib, new)
         changes: list[tuple[int, bytes]] = []
         c = self.hexes[lo][depth]
