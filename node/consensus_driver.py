@@ -42,6 +42,7 @@ from typing import Any
 import trio
 
 from chain import crypto
+from chain import statekeys as sk
 from chain.errors import ChainError
 from chain.merkle import EMPTY_ROOT
 from chain.state import LANES
@@ -443,8 +444,12 @@ class ConsensusDriver:
                 last_commit = Commit.decode_untrusted(raw)
             time_ms = compute_block_time(last_commit, state.validator_set(height - 1),
                                          state.time_ms)
-        evidence = tuple(p.encoded for p in
-                         node.evidence.pending(params.max_evidence_per_block, height))
+        pending = node.evidence.pending(params.max_evidence_per_block, height)
+        # evidence the chain already handled (a SubmitEvidence tx, a restart) would make the
+        # block invalid: it leaves the pool instead
+        handled = [p.evidence for p in pending if node.state.get(sk.evidence_seen(p.evidence.hash()))]
+        node.evidence.mark_committed(handled)
+        evidence = tuple(p.encoded for p in pending if p.evidence not in handled)
         reserved = 4096 + (0 if last_commit is None else len(last_commit.encode())) \
             + sum(len(e) for e in evidence)
         lanes = node.mempool.reap(params, reserved_bytes=reserved)

@@ -14,8 +14,9 @@ import pytest
 import trio
 
 from chain import statekeys as sk
+from chain import tx as txm
 from chain.sigverify import SignatureVerifier
-from chain.types import Vote, VoteType
+from chain.types import DuplicateVoteEvidence, Vote, VoteType
 from node import wire
 from p2p import CONSENSUS, Host, NodeKey
 from tests.node.harness import InProcessNode, make_testnet, wait_until
@@ -78,6 +79,45 @@ def test_an_equivocating_validator_is_jailed_and_the_chain_goes_on(
                     assert vset.index_of(cheat) is None and len(vset) == 3
                 assert state.get(sk.stake(cheat)) is None
             assert len({n.node.blocks.get_block_hash(h + 4) for n in nodes}) == 1
+            for n in nodes:
+                await n.stop()
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+
+
+def test_pooled_evidence_the_chain_already_handled_is_not_proposed(
+        tmp_path: Path, verifier: SignatureVerifier) -> None:
+    """Evidence committed through a SubmitEvidence transaction stays in the pools (they only
+    see block evidence): a proposal carrying it again would be refused by every validator,
+    so proposers leave out what the state marks as handled and the chain goes on."""
+    homes = make_testnet(tmp_path / "net", 4)
+    cid = homes.chain_id
+    cheat_key = homes.nodes[3].validator_key
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            nodes = [InProcessNode(h, verifier) for h in homes.nodes]
+            for n in nodes:
+                await n.start(nursery)
+            await wait_until(lambda: min(n.height for n in nodes) >= 2, 30, "height 2")
+            vset = nodes[0].node.state.validator_set(1)
+            idx = vset.index_of(cheat_key.public_key.raw)
+            votes = [Vote(VoteType.PREVOTE, 1, 0, bh, 5, idx).signed(cheat_key, cid)
+                     for bh in (b"\x01" * 32, b"\x02" * 32)]
+            ev = DuplicateVoteEvidence.from_votes(*votes)
+            raw = txm.Tx.create(homes.nodes[0].validator_key, cid, 0, 20_000,
+                                txm.SubmitEvidence(ev.encode())).encode()
+            await nodes[0].node.submit_tx(raw)
+            for n in nodes:
+                assert await n.node.wait_tx_committed(txm.tx_hash(raw), 20) is not None
+            assert nodes[0].node.state.get(sk.evidence_seen(ev.hash())) is not None
+            # the same evidence reaches every pool afterwards (a late gossip, a restart)
+            for n in nodes:
+                assert n.node.evidence.add(ev, vset, n.node.state.height + 1)
+            start = max(n.height for n in nodes)
+            await wait_until(lambda: min(n.height for n in nodes) >= start + 3, 30,
+                             "blocks after the handled evidence was pooled")
             for n in nodes:
                 await n.stop()
             nursery.cancel_scope.cancel()
