@@ -49,9 +49,8 @@ class CorruptDatabaseError(DatabaseError):
 
 class UnsupportedLayoutError(DatabaseError):
     """Raised when a store was written with another on-disk layout of storage/ (its
-    store marker names another layout version, e.g. the v1 state tree of one node
-    per record). The operator's problem: there is no migration; re-create the store
-    and re-sync."""
+    store marker names another layout version than this build's). The operator's
+    problem: there is no migration; re-create the store and re-sync."""
 
     kind = "unsupported store layout"
 

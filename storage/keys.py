@@ -54,11 +54,11 @@ VALIDATORS = b"Vv"
 META = b"Mm"
 
 # Written when a LevelKV store is created; its absence on open means lost tables.
-# The suffix is the on-disk layout version: v2 stores the state tree as groups of
-# two levels per record (storage.state); v1 stored one node per record.
+# The suffix is the on-disk layout version (v1: one state tree node per record); a
+# store of another version is refused (storage.errors.UnsupportedLayoutError).
 STORE_MARKER_KEY = META + b"\x05store"
 STORE_MARKER_FAMILY = b"blackhole-store-v"
-STORE_MARKER = STORE_MARKER_FAMILY + b"2"
+STORE_MARKER = STORE_MARKER_FAMILY + b"1"
 
 _U64 = struct.Struct(">Q")
 _U32 = struct.Struct(">I")

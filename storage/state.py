@@ -7,14 +7,10 @@ Theory of operation (docs/storage.md has the long form):
   is an internal node with up to 16 children (no extension nodes, as in Jellyfish).
   The shape depends on the key set only, so the root does not depend on the order
   of updates. Hashes are those of storage.proof.
-* Internal nodes are stored two levels to a record: a **group** is an internal node
-  at an even depth (its head) together with its internal children at the odd depth
-  below, inline. Groups are immutable records keyed by (version written, nibble
-  path); a group's head refers to the groups two levels down by hash and version.
-  Leaves are held inline as (leaf hash, key hash), so updating a key rewrites only
-  the groups on its path (about half as many records as one node per record) and
-  no separate leaf records exist. The grouping is physical only: hashes and proofs
-  are those of the 16-way tree.
+* Internal nodes are immutable records keyed by (version written, nibble path).
+  A child is referenced by its hash and version (internal) or held inline as
+  (leaf hash, key hash) (leaf), so updating a key rewrites only the
+  internal nodes on its path and no separate leaf records exist.
 * A version is one write batch: the new nodes, one root pointer, the value records
   of the keys that changed, and one "stale" record listing the nodes this version
   replaced and the keys it changed. `prune(below)` replays stale records up to
@@ -30,9 +26,7 @@ Theory of operation (docs/storage.md has the long form):
 from __future__ import annotations
 
 import bisect
-import struct
 from collections.abc import Iterable, Iterator, Mapping
-from itertools import pairwise
 
 from blake3 import blake3
 
@@ -49,18 +43,12 @@ from storage.proof import EMPTY_ROOT, HASH_LEN, Proof
 # extras (u64 version or key hash), both in nibble order. The hashes sit
 # side by side so that the node hash is one slice of the record and a proof level is
 # two; a rewrite copies the unchanged runs of the old record as slices.
-#
-# A group record (the value of a node key, at an even depth) is
-#   u8 k ‖ (k + 1) × u16 end offset ‖ head node record ‖ k inline node records
-# where the inline records are the head's internal children (odd depth) in nibble
-# order, end offset 0 is the end of the head and end offset i that of inline record
-# i. An inline child's slot in the head carries INLINE_VERSION (zeros) as version.
 
 EMPTY = b""
 INTERNAL_SLOT = 40
 LEAF_SLOT = 64
 MAX_KEY_LEN = 0xFFFF
-DEFAULT_CACHE_BYTES = 96 << 20
+DEFAULT_CACHE_BYTES = 128 << 20
 
 _LEAF = b"\x00"
 _NODE = b"\x01"
@@ -72,9 +60,6 @@ _U16 = tuple(i.to_bytes(2, "big") for i in range(1 << 16))
 _DEPTH = tuple(bytes([d]) for d in range(65))
 _HIGH = tuple(bytes([b & 0xF0]) for b in range(256))
 _HEX = {c: int(c, 16) for c in "0123456789abcdef"}
-INLINE_VERSION = bytes(8)
-"""The version field of a slot whose node is inline in the same group (odd depth)."""
-_ENDS = tuple(struct.Struct(f">{k + 1}H") for k in range(17))
 
 
 def encode_path(key_hash: bytes, depth: int) -> bytes:
@@ -101,43 +86,6 @@ def check_node(rec: bytes) -> None:
     cnt, leaves = _POP[bm], _POP[lm]
     if len(rec) != 4 + 32 * cnt + 8 * (cnt - leaves) + 32 * leaves:
         raise ValueError("node record length does not match its bitmaps")
-
-
-def join_group(head: bytes, subs: list[bytes]) -> bytes:
-    """Group record of a head node record and its inline children's records (in
-    nibble order of the head's internal children)."""
-    k = len(subs)
-    end = 3 + 2 * k + len(head)
-    ends = [end]
-    for sub in subs:
-        end += len(sub)
-        ends.append(end)
-    return bytes([k]) + _ENDS[k].pack(*ends) + head + b"".join(subs)
-
-
-def split_group(group: bytes) -> tuple[bytes, list[bytes]]:
-    """(head record, inline children's records) of a group record (unchecked)."""
-    k = group[0]
-    ends = _ENDS[k].unpack_from(group, 1)
-    return group[3 + 2 * k : ends[0]], [group[ends[i] : ends[i + 1]] for i in range(k)]
-
-
-def check_group(group: bytes) -> None:
-    """Raise ValueError unless `group` is a well-formed group record: a head node
-    whose internal children are exactly its inline records, each well formed and
-    with only leaves or versioned (non-inline) internal children."""
-    if not group or group[0] > 16 or len(group) < 3 + 2 * group[0]:
-        raise ValueError("group header truncated")
-    k = group[0]
-    ends = _ENDS[k].unpack_from(group, 1)
-    if ends[0] < 3 + 2 * k or ends[-1] != len(group) or any(a > b for a, b in pairwise(ends)):
-        raise ValueError("group offsets inconsistent")
-    head, subs = split_group(group)
-    check_node(head)
-    if _POP[((head[0] << 8) | head[1]) & ~((head[2] << 8) | head[3])] != k:
-        raise ValueError("group holds a different number of inline nodes than its head")
-    for sub in subs:
-        check_node(sub)
 
 
 def node_child(rec: bytes, nib: int) -> bytes:
@@ -181,8 +129,6 @@ def rewrite_node(rec: bytes, changes: list[tuple[int, bytes]]) -> tuple[bytes, b
     single_leaf is the slot of the only child when that child is a leaf (the node
     then disappears and the leaf moves up), else b"".
     """
-    if len(changes) == 1:
-        return splice_node(rec, changes[0][0], changes[0][1])
     bm = (rec[0] << 8) | rec[1]
     lm = (rec[2] << 8) | rec[3]
     xs = 4 + 32 * _POP[bm]
@@ -225,87 +171,6 @@ def rewrite_node(rec: bytes, changes: list[tuple[int, bytes]]) -> tuple[bytes, b
     bmb = nbm.to_bytes(2, "big")
     record = bmb + nlm.to_bytes(2, "big") + hs + b"".join(xparts)
     return record, blake3(_NODE + bmb + hs).digest(), EMPTY
-
-
-def splice_node(rec: bytes, nib: int, slot: bytes) -> tuple[bytes, bytes, bytes]:
-    """rewrite_node for one change (the common case below the top levels)."""
-    bm = (rec[0] << 8) | rec[1]
-    lm = (rec[2] << 8) | rec[3]
-    bit = 1 << nib
-    xs = 4 + 32 * _POP[bm]
-    i = _POP[bm & (bit - 1)]
-    li = _POP[lm & (bit - 1)]
-    h_at = 4 + 32 * i
-    x_at = xs + 8 * (i - li) + 32 * li
-    if bm & bit:
-        h_end = h_at + 32
-        x_end = x_at + (32 if lm & bit else 8)
-    else:
-        h_end, x_end = h_at, x_at
-    if slot:
-        nbm = bm | bit
-        nlm = lm | bit if len(slot) == LEAF_SLOT else lm & ~bit
-        hs = rec[4:h_at] + slot[:32] + rec[h_end:xs]
-        extras = rec[xs:x_at] + slot[32:] + rec[x_end:]
-    else:
-        nbm = bm & ~bit
-        nlm = lm & ~bit
-        if nbm == 0:
-            return EMPTY, EMPTY, EMPTY
-        hs = rec[4:h_at] + rec[h_end:xs]
-        extras = rec[xs:x_at] + rec[x_end:]
-    if nlm == nbm and _POP[nbm] == 1:
-        return EMPTY, EMPTY, hs + extras
-    head = _U16[nbm]
-    return head + _U16[nlm] + hs + extras, blake3(_NODE + head + hs).digest(), EMPTY
-
-
-def _assemble(
-    group: bytes, k: int, ends: tuple[int, ...], ib: int, head: bytes, new_subs: dict[int, bytes]
-) -> bytes:
-    """The rewritten group: new head record `head`, the inline records in `new_subs`
-    (by nibble) and the old group's other inline records. `k`, `ends` and `ib` (the
-    internal-children bitmap) describe the old group."""
-    nib_ = ((head[0] << 8) | head[1]) & ~((head[2] << 8) | head[3])
-    if nib_ == ib and len(new_subs) <= 1:
-        # Same inline children, at most one of them rewritten: shift the offsets
-        # and splice the new records into the old bytes.
-        shift = len(head) - (ends[0] - 3 - 2 * k)
-        if not new_subs:
-            offsets = [e + shift for e in ends]
-            tail = group[ends[0] :]
-        else:
-            ((n, sub),) = new_subs.items()
-            at = _POP[ib & ((1 << n) - 1)]
-            shift2 = shift + len(sub) - (ends[at + 1] - ends[at])
-            offsets = [e + shift for e in ends[: at + 1]]
-            offsets.extend(e + shift2 for e in ends[at + 1 :])
-            tail = group[ends[0] : ends[at]] + sub + group[ends[at + 1] :]
-        return group[:1] + _ENDS[k].pack(*offsets) + head + tail
-    subs: list[bytes] = []
-    n = 0
-    while nib_:
-        if nib_ & 1:
-            if n in new_subs:
-                subs.append(new_subs[n])
-            else:
-                at = _POP[ib & ((1 << n) - 1)]
-                subs.append(group[ends[at] : ends[at + 1]])
-        nib_ >>= 1
-        n += 1
-    return join_group(head, subs)
-
-
-def _leaf_pair(items: list[tuple[bytes, bytes]], depth: int) -> tuple[bytes, bytes] | None:
-    """(record, hash) of a node at `depth` whose two children are the two sorted leaf
-    `items`, if they part at this depth (the usual new node: a key meets a leaf)."""
-    (ka, a), (kb, b) = items
-    na, nb = _nibble(ka, depth), _nibble(kb, depth)
-    if na == nb:
-        return None
-    bm = _U16[(1 << na) | (1 << nb)]
-    hs = a[:32] + b[:32]
-    return bm + bm + hs + a[32:] + b[32:], blake3(_NODE + bm + hs).digest()
 
 
 def _slot_hash(slot: bytes) -> bytes:
@@ -378,6 +243,15 @@ class StateTree:
     @property
     def latest_version(self) -> int | None:
         """Newest committed version (None: nothing written yet)."""
+        seen = self._latest_seen
+        if seen is not None and self.kv.get(keys.state_root_key(seen)) is not None:
+            # Root pointers are contiguous (every version is latest + 1 and pruning
+            # keeps the latest), so two point reads, the second answered by the
+            # bloom filters, replace a reverse seek through every table.
+            while self.kv.get(keys.state_root_key(seen + 1)) is not None:
+                seen += 1
+            self._latest_seen = seen
+            return seen
         last = next(self.kv.iterate(keys.STATE_ROOT, reverse=True), None)
         latest = None if last is None else keys.decode_u64(last[0][2:])
         if latest != self._latest_seen:
@@ -463,7 +337,7 @@ class StateTree:
         if rec is None:
             raise self._corrupt(f"missing tree node {nk[2:].hex()}")
         try:
-            check_group(rec)
+            check_node(rec)
         except ValueError as exc:
             raise self._corrupt(f"tree node {nk[2:].hex()}: {exc}") from None
         return rec
@@ -487,20 +361,9 @@ class StateTree:
         version, slot = self._root_slot(version)
         levels: list[tuple[int, bytes]] = []
         depth = 0
-        group = rec = EMPTY
-        ibm = nib = 0
         while len(slot) == INTERNAL_SLOT:
-            if depth & 1:
-                # An odd-depth node is inline in the group read one level up.
-                k = group[0]
-                ends = _ENDS[k].unpack_from(group, 1)
-                at = _POP[ibm & ((1 << nib) - 1)]
-                rec = group[ends[at] : ends[at + 1]]
-            else:
-                group = self._load(keys.STATE_NODE + slot[32:40] + encode_path(kh, depth))
-                rec = group[3 + 2 * group[0] : (group[1] << 8) | group[2]]
+            rec = self._load(keys.STATE_NODE + slot[32:40] + encode_path(kh, depth))
             bm = (rec[0] << 8) | rec[1]
-            ibm = bm & ~((rec[2] << 8) | rec[3])
             nib = _nibble(kh, depth)
             end = 4 + 32 * _POP[bm]
             if bm >> nib & 1:
@@ -719,12 +582,7 @@ class StateTree:
 
 
 class _Update:
-    """One staging pass: recursive update of the tree over sorted key hashes.
-
-    `update` works on a slot at an even depth (a group, a leaf or nothing); a group's
-    head is rewritten by `_head`, its inline odd-depth children by `_inner`, and new
-    subtrees are made by `_build_group` (even depth) and `_build_inner` (odd depth).
-    """
+    """One staging pass: recursive update of the tree over sorted key hashes."""
 
     __slots__ = (
         "cache", "changed", "hexes", "khs", "leaves", "nodes", "stale", "tree", "vbytes", "version",
@@ -744,9 +602,142 @@ class _Update:
         self.stale: list[bytes] = []
         self.changed: list[int] = []
 
-    def _runs(self, depth: int, lo: int, hi: int) -> Iterator[tuple[int, int, int]]:
-        """(nibble, start, end) of the runs of khs[lo:hi] sharing the nibble at `depth`."""
+    def build(self, items: list[tuple[bytes, bytes]], depth: int) -> bytes:
+        """Slot of a new subtree at `depth` holding exactly `items` (sorted (key hash,
+        leaf slot) pairs)."""
+        if len(items) == 1:
+            return items[0][1]
+        if not items:
+            return EMPTY
+        slots = [EMPTY] * 16
+        start = 0
+        n_items = len(items)
+        while start < n_items:
+            nib = _nibble(items[start][0], depth)
+            end = start + 1
+            while end < n_items and _nibble(items[end][0], depth) == nib:
+                end += 1
+            slots[nib] = self.build(items[start:end], depth + 1)
+            start = end
+        record, h = make_node(slots)
+        self.nodes.append((_NODE_PREFIX + self.vbytes + encode_path(items[0][0], depth), record))
+        return h + self.vbytes
+
+    def update(self, slot: bytes, depth: int, lo: int, hi: int) -> bytes:
+        """New slot for the subtree at `depth` after the ops khs[lo:hi]."""
+        if lo == hi:
+            return slot
+        khs, leaves = self.khs, self.leaves
+        size = len(slot)
+        if size == 0:
+            items = []
+            for i in range(lo, hi):
+                leaf = leaves[i]
+                if leaf is not None:
+                    items.append((khs[i], leaf))
+                    self.changed.append(i)
+            return self.build(items, depth)
+        if size == LEAF_SLOT:
+            lk = slot[32:64]
+            items = []
+            keep_old = True
+            for i in range(lo, hi):
+                kh, leaf = khs[i], leaves[i]
+                if kh == lk:
+                    keep_old = False
+                    if leaf != slot:
+                        self.changed.append(i)
+                    if leaf is not None:
+                        items.append((kh, leaf))
+                elif leaf is not None:
+                    items.append((kh, leaf))
+                    self.changed.append(i)
+            if keep_old:
+                if not items:
+                    return slot
+                bisect.insort(items, (lk, slot))
+            elif len(items) == 1 and items[0][1] == slot:
+                return slot
+            return self.build(items, depth)
+        kh0 = khs[lo]
+        half = depth >> 1
+        if depth & 1:
+            path = _DEPTH[depth] + kh0[:half] + _HIGH[kh0[half]]
+        else:
+            path = _DEPTH[depth] + kh0[:half]
+        nk = _NODE_PREFIX + slot[32:40] + path
+        rec = self.cache.get(nk)
+        if rec is None:
+            rec = self.tree._load_cached(nk)
         hexes = self.hexes
+        first = hexes[lo][depth]
+        if first != hexes[hi - 1][depth]:
+            return self._update_many(slot, nk, rec, path, depth, lo, hi)
+        # One child changes (the common case below the top levels): splice it in.
+        nib = _HEX[first]
+        bit = 1 << nib
+        bm = (rec[0] << 8) | rec[1]
+        lm = (rec[2] << 8) | rec[3]
+        xs = 4 + 32 * _POP[bm]
+        i = _POP[bm & (bit - 1)]
+        li = _POP[lm & (bit - 1)]
+        h_at = 4 + 32 * i
+        x_at = xs + 8 * (i - li) + 32 * li
+        if bm & bit:
+            x_end = x_at + (32 if lm & bit else 8)
+            h_end = h_at + 32
+            child = rec[h_at:h_end] + rec[x_at:x_end]
+        else:
+            h_end, x_end = h_at, x_at
+            child = EMPTY
+        if hi - lo == 1 and len(child) != INTERNAL_SLOT:
+            # One key meeting an empty slot or a leaf: the bottom of most paths.
+            leaf = self.leaves[lo]
+            if not child:
+                if leaf is None:
+                    return slot
+                new = leaf
+                self.changed.append(lo)
+            elif child[32:] == khs[lo]:
+                if leaf == child:
+                    return slot
+                new = EMPTY if leaf is None else leaf
+                self.changed.append(lo)
+            elif leaf is None:
+                return slot
+            else:
+                self.changed.append(lo)
+                pair = [(child[32:], child), (khs[lo], leaf)]
+                pair.sort()
+                new = self.build(pair, depth + 1)
+        else:
+            new = self.update(child, depth + 1, lo, hi)
+            if new == child:
+                return slot
+        self.stale.append(nk)
+        if new:
+            nbm = bm | bit
+            nlm = lm | bit if len(new) == LEAF_SLOT else lm & ~bit
+            hs = rec[4:h_at] + new[:32] + rec[h_end:xs]
+            extras = rec[xs:x_at] + new[32:] + rec[x_end:]
+        else:
+            nbm = bm & ~bit
+            nlm = lm & ~bit
+            if nbm == 0:
+                return EMPTY
+            hs = rec[4:h_at] + rec[h_end:xs]
+            extras = rec[xs:x_at] + rec[x_end:]
+        if nlm == nbm and _POP[nbm] == 1:
+            return hs + extras
+        head = _U16[nbm]
+        self.nodes.append((_NODE_PREFIX + self.vbytes + path, head + _U16[nlm] + hs + extras))
+        return blake3(_NODE + head + hs).digest() + self.vbytes
+
+    def _update_many(
+        self, slot: bytes, nk: bytes, rec: bytes, path: bytes, depth: int, lo: int, hi: int
+    ) -> bytes:
+        hexes = self.hexes
+        changes: list[tuple[int, bytes]] = []
         i = lo
         while i < hi:
             c = hexes[i][depth]
@@ -756,277 +747,17 @@ class _Update:
                 j = i + 1
                 while j < hi and hexes[j][depth] == c:
                     j += 1
-            yield _HEX[c], i, j
-            i = j
-
-    def _build_group(self, items: list[tuple[bytes, bytes]], depth: int) -> bytes:
-        """Slot of a new subtree at even `depth` holding `items` (sorted (key hash,
-        leaf slot) pairs, at least two): writes its group and the groups below."""
-        if len(items) == 2:
-            pair = _leaf_pair(items, depth)
-            if pair:
-                path = encode_path(items[0][0], depth)
-                group = b"\x00" + _U16[3 + len(pair[0])] + pair[0]
-                self.nodes.append((_NODE_PREFIX + self.vbytes + path, group))
-                return pair[1] + self.vbytes
-        slots = [EMPTY] * 16
-        subs: list[bytes] = []
-        n_items = len(items)
-        start = 0
-        while start < n_items:
-            nib = _nibble(items[start][0], depth)
-            end = start + 1
-            while end < n_items and _nibble(items[end][0], depth) == nib:
-                end += 1
-            if end - start == 1:
-                slots[nib] = items[start][1]
-            else:
-                slots[nib], sub = self._build_inner(items[start:end], depth + 1)
-                subs.append(sub)
-            start = end
-        head, h = make_node(slots)
-        path = encode_path(items[0][0], depth)
-        self.nodes.append((_NODE_PREFIX + self.vbytes + path, join_group(head, subs)))
-        return h + self.vbytes
-
-    def _build_inner(self, items: list[tuple[bytes, bytes]], depth: int) -> tuple[bytes, bytes]:
-        """(slot, record) of a new node at odd `depth` holding at least two `items`."""
-        if len(items) == 2:
-            pair = _leaf_pair(items, depth)
-            if pair:
-                return pair[1] + INLINE_VERSION, pair[0]
-        slots = [EMPTY] * 16
-        n_items = len(items)
-        start = 0
-        while start < n_items:
-            nib = _nibble(items[start][0], depth)
-            end = start + 1
-            while end < n_items and _nibble(items[end][0], depth) == nib:
-                end += 1
-            if end - start == 1:
-                slots[nib] = items[start][1]
-            else:
-                slots[nib] = self._build_group(items[start:end], depth + 1)
-            start = end
-        record, h = make_node(slots)
-        return h + INLINE_VERSION, record
-
-    def _merge_small(self, slot: bytes, lo: int, hi: int) -> list[tuple[bytes, bytes]] | None:
-        """The sorted (key hash, leaf slot) items of a subtree that is a leaf or empty
-        after the ops khs[lo:hi]; None when the ops change nothing."""
-        khs, leaves, changed = self.khs, self.leaves, self.changed
-        items: list[tuple[bytes, bytes]] = []
-        if not slot:
-            for i in range(lo, hi):
-                leaf = leaves[i]
-                if leaf is not None:
-                    items.append((khs[i], leaf))
-                    changed.append(i)
-            return items or None
-        lk = slot[32:64]
-        keep_old = True
-        touched = False
-        for i in range(lo, hi):
-            kh, leaf = khs[i], leaves[i]
-            if kh == lk:
-                keep_old = False
-                if leaf != slot:
-                    changed.append(i)
-                    touched = True
-                if leaf is not None:
-                    items.append((kh, leaf))
-            elif leaf is not None:
-                items.append((kh, leaf))
-                changed.append(i)
-                touched = True
-        if not touched:
-            return None
-        if keep_old:
-            bisect.insort(items, (lk, slot))
-        return items
-
-    def _small_even(self, slot: bytes, depth: int, lo: int, hi: int) -> bytes:
-        items = self._merge_small(slot, lo, hi)
-        if items is None:
-            return slot
-        if len(items) > 1:
-            return self._build_group(items, depth)
-        return items[0][1] if items else EMPTY
-
-    def _meet_even(self, child: bytes, depth: int, i: int) -> bytes:
-        """New slot at even `depth` where the one op khs[i] meets an empty slot or a
-        leaf (`_small_even` for one key, without the item lists)."""
-        leaf = self.leaves[i]
-        if not child:
-            if leaf is None:
-                return child
-            self.changed.append(i)
-            return leaf
-        kh = self.khs[i]
-        if child[32:] == kh:
-            if leaf == child:
-                return child
-            self.changed.append(i)
-            return EMPTY if leaf is None else leaf
-        if leaf is None:
-            return child
-        self.changed.append(i)
-        pair = [(child[32:], child), (kh, leaf)]
-        pair.sort()
-        return self._build_group(pair, depth)
-
-    def update(self, slot: bytes, depth: int, lo: int, hi: int) -> bytes:
-        """New slot for the subtree at even `depth` after the ops khs[lo:hi]."""
-        if lo == hi:
-            return slot
-        if len(slot) != INTERNAL_SLOT:
-            return self._small_even(slot, depth, lo, hi)
-        if hi - lo == 1:
-            return self._one(slot, depth, lo)
-        kh0 = self.khs[lo]
-        path = _DEPTH[depth] + kh0[: depth >> 1]
-        nk = _NODE_PREFIX + slot[32:40] + path
-        group = self.cache.get(nk)
-        if group is None:
-            group = self.tree._load_cached(nk)
-        result = self._head(group, depth, lo, hi)
-        if result is None:
-            return slot
-        self.stale.append(nk)
-        record, h, single = result
-        if not record:
-            return single
-        self.nodes.append((_NODE_PREFIX + self.vbytes + path, record))
-        return h + self.vbytes
-
-    def _head(self, group: bytes, depth: int, lo: int, hi: int) -> tuple[bytes, bytes, bytes] | None:
-        """Rewrite a group after the ops khs[lo:hi]: (group record, head hash, single
-        leaf) as rewrite_node gives for the head, or None if nothing changed."""
-        k = group[0]
-        ends = _ENDS[k].unpack_from(group, 1)
-        head = group[3 + 2 * k : ends[0]]
-        bm = (head[0] << 8) | head[1]
-        ib = bm & ~((head[2] << 8) | head[3])
-        changes: list[tuple[int, bytes]] = []
-        new_subs: dict[int, bytes] = {}
-        c = self.hexes[lo][depth]
-        runs = ((_HEX[c], lo, hi),) if c == self.hexes[hi - 1][depth] else self._runs(depth, lo, hi)
-        for nib, i, j in runs:
-            child = node_child(head, nib)
-            if len(child) == INTERNAL_SLOT:
-                at = _POP[ib & ((1 << nib) - 1)]
-                result = self._inner(group[ends[at] : ends[at + 1]], depth + 1, i, j)
-                if result is None:
-                    continue
-                record, h, single = result
-                if record:
-                    new = h + INLINE_VERSION
-                    new_subs[nib] = record
-                else:
-                    new = single
-            else:
-                items = self._merge_small(child, i, j)
-                if items is None:
-                    continue
-                if len(items) > 1:
-                    new, new_subs[nib] = self._build_inner(items, depth + 1)
-                else:
-                    new = items[0][1] if items else EMPTY
-            changes.append((nib, new))
-        if not changes:
-            return None
-        record, h, single = rewrite_node(head, changes)
-        if not record:
-            return EMPTY, EMPTY, single
-        return _assemble(group, k, ends, ib, record, new_subs), h, EMPTY
-
-    def _one(self, slot: bytes, depth: int, i: int) -> bytes:
-        """`update` of a group at even `depth` by the one op khs[i] (the common case
-        below the top levels): no runs, no change lists."""
-        kh = self.khs[i]
-        leaf = self.leaves[i]
-        path = _DEPTH[depth] + kh[: depth >> 1]
-        nk = _NODE_PREFIX + slot[32:40] + path
-        group = self.cache.get(nk)
-        if group is None:
-            group = self.tree._load_cached(nk)
-        k = group[0]
-        ends = _ENDS[k].unpack_from(group, 1)
-        head = group[3 + 2 * k : ends[0]]
-        bm = (head[0] << 8) | head[1]
-        lm = (head[2] << 8) | head[3]
-        ib = bm & ~lm
-        b = kh[depth >> 1]
-        nib = b >> 4
-        bit = 1 << nib
-        new_subs: dict[int, bytes] = {}
-        if not bm & bit:
-            if leaf is None:
-                return slot
-            new = leaf
-            self.changed.append(i)
-        elif lm & bit:
-            child = node_child(head, nib)
-            if child[32:] == kh:
-                if leaf == child:
-                    return slot
-                new = EMPTY if leaf is None else leaf
-                self.changed.append(i)
-            elif leaf is None:
-                return slot
-            else:
-                self.changed.append(i)
-                pair = [(child[32:], child), (kh, leaf)]
-                pair.sort()
-                new, new_subs[nib] = self._build_inner(pair, depth + 1)
-        else:
-            at = _POP[ib & (bit - 1)]
-            sub = group[ends[at] : ends[at + 1]]
-            nib2 = b & 0x0F
-            child = node_child(sub, nib2)
-            if len(child) == INTERNAL_SLOT:
-                new = self._one(child, depth + 2, i)
-                if new == child:
-                    return slot
-            else:
-                new = self._meet_even(child, depth + 2, i)
-                if new == child:
-                    return slot
-            record, h, single = splice_node(sub, nib2, new)
-            if record:
-                new = h + INLINE_VERSION
-                new_subs[nib] = record
-            else:
-                new = single
-        record, h, single = splice_node(head, nib, new)
-        self.stale.append(nk)
-        if not record:
-            return single
-        self.nodes.append((_NODE_PREFIX + self.vbytes + path, _assemble(group, k, ends, ib, record, new_subs)))
-        return h + self.vbytes
-
-    def _inner(self, rec: bytes, depth: int, lo: int, hi: int) -> tuple[bytes, bytes, bytes] | None:
-        """Rewrite an inline node at odd `depth` after the ops khs[lo:hi] (rewrite_node's
-        result), or None if nothing changed."""
-        if hi - lo == 1:
-            nib = _HEX[self.hexes[lo][depth]]
+            nib = _HEX[c]
             child = node_child(rec, nib)
-            if len(child) == INTERNAL_SLOT:
-                new = self._one(child, depth + 1, lo)
-            else:
-                new = self._meet_even(child, depth + 1, lo)
-            return None if new == child else splice_node(rec, nib, new)
-        changes: list[tuple[int, bytes]] = []
-        c = self.hexes[lo][depth]
-        runs = ((_HEX[c], lo, hi),) if c == self.hexes[hi - 1][depth] else self._runs(depth, lo, hi)
-        for nib, i, j in runs:
-            child = node_child(rec, nib)
-            if len(child) == INTERNAL_SLOT:
-                new = self.update(child, depth + 1, i, j)
-            else:
-                new = self._small_even(child, depth + 1, i, j)
+            new = self.update(child, depth + 1, i, j)
             if new != child:
                 changes.append((nib, new))
+            i = j
         if not changes:
-            return None
-        return rewrite_node(rec, changes)
+            return slot
+        self.stale.append(nk)
+        record, h, single_leaf = rewrite_node(rec, changes)
+        if not record:
+            return single_leaf
+        self.nodes.append((_NODE_PREFIX + self.vbytes + path, record))
+        return h + self.vbytes

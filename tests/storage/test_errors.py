@@ -205,19 +205,20 @@ def test_lost_tables_are_not_an_empty_store(tmp_path: Path) -> None:
 
 
 def test_store_of_another_layout_is_refused(tmp_path: Path) -> None:
-    """A store written by the v1 layout (one tree node per record) must not be read
-    as groups: opening it names the path and both layouts."""
+    """A store written with another layout version (here a v2 that stored the tree
+    two levels to a record) must not be read as this one: opening it names the
+    path and both layouts."""
     path = make_db(tmp_path / "db", n=300)
     import plyvel
 
     db = plyvel.DB(str(path))
-    db.put(STORE_MARKER_KEY, b"blackhole-store-v1")
+    db.put(STORE_MARKER_KEY, b"blackhole-store-v2")
     db.close()
     for create in (False, True):
         with pytest.raises(UnsupportedLayoutError) as info:
             LevelKV.open(path, create=create)
         one_line(info.value, path)
-        assert "blackhole-store-v1" in str(info.value) and STORE_MARKER.decode() in str(info.value)
+        assert "blackhole-store-v2" in str(info.value) and STORE_MARKER.decode() in str(info.value)
     assert issubclass(UnsupportedLayoutError, DatabaseError)
 
 

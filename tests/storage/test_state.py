@@ -251,3 +251,22 @@ def test_prune_by_another_handle_is_seen_by_readers(kv: KV) -> None:
         reader.get_with_proof(b"k", 2)
     assert reader.get(b"k", 4) == b"4"
     assert reader.oldest_version == 4
+
+
+def test_latest_version_follows_other_writers(kv: KV) -> None:
+    """latest_version probes upward from the last version it saw; versions written
+    by another handle (or through another batch) must still be seen, also from an
+    empty start and after the other handle pruned."""
+    reader = StateTree(kv)
+    writer = StateTree(kv)
+    assert reader.latest_version is None
+    writer.apply(3, {b"a": b"1"}, [])
+    assert reader.latest_version == 3
+    for v in range(4, 9):
+        writer.apply(v, {b"a": b"%d" % v}, [])
+    assert reader.latest_version == 8 and reader.root() == writer.root()
+    writer.prune(8)
+    assert reader.latest_version == 8 and reader.oldest_version == 8
+    assert reader.get(b"a") == b"8"
+    staged = reader.stage(9, {b"b": b"2"}, [])
+    assert staged.root == scratch_root({b"a": b"8", b"b": b"2"})
