@@ -8,7 +8,7 @@ PY     := $(BIN)/python
 # Packages whose pure cores must stay ruff- and mypy-clean.
 CORES  := storage vm chain consensus p2p genesis light node
 
-.PHONY: test lint bench sim devnet clean
+.PHONY: test lint bench sim soak devnet clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,12 @@ bench: $(VENV)/.installed-bench
 # The consensus simulator over many seeds (CI runs a seeded slice inside make test).
 sim: $(VENV)/.installed-test
 	$(PY) -m tools.sim --seeds 10000 --jobs 2
+
+# 10 minutes of load on a 4-validator testnet with a random validator SIGKILLed and
+# restarted every 20 s (CI runs the short slice tests/test_soak_slice.py instead).
+# Exits 1 on a fork, a lost acknowledged transaction or a double sign.
+soak: $(VENV)/.installed-test
+	$(PY) -m tools.soak --duration 600 --kill-every 20
 
 clean:
 	rm -rf $(VENV) .devnet build *.egg-info
