@@ -316,8 +316,11 @@ class HttpConnection:
     async def _cycle(self) -> bool:
         """One request and its response; False when the connection should close."""
         conn = self.conn
-        deadline = trio.current_time() + self.limits.timeout_idle
-        started = False
+        # Bytes of the next request may already sit in h11's buffer (they came in
+        # the same read as the previous one): then the request has started and gets
+        # the read timeout (and a 408), not the quiet idle close.
+        started = bool(conn.trailing_data[0])
+        deadline = trio.current_time() + (self.limits.timeout_read if started else self.limits.timeout_idle)
         while True:
             event = conn.next_event()
             if event is h11.NEED_DATA:

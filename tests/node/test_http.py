@@ -194,6 +194,24 @@ async def test_slow_request_gets_408(nursery: trio.Nursery) -> None:
         assert await reader.closed()
 
 
+async def test_next_request_begun_in_the_same_read_gets_408_not_a_quiet_close(nursery: trio.Nursery) -> None:
+    # Found by the garbage test (seed 2151773912): a whole request and the start of
+    # the next one arrive together; the second must time out as a request (408), not
+    # be closed as an idle keep-alive connection.
+    srv = await start_server(nursery, timeout_read=0.3, timeout_idle=5.0)
+    stream = await connect(srv.port)
+    reader = HttpReader(stream)
+    async with stream:
+        await stream.send_all(b"POST / HTTP/1.1\r\nHost: x\r\n\n\x80\xf8 no line end")
+        first = await reader.read(timeout=5)
+        assert first.status == 200 and first.json()["error"]["code"] == -32700
+        t0 = trio.current_time()
+        second = await reader.read(timeout=3)
+        assert second.status == 408
+        assert trio.current_time() - t0 < 2.0  # the read timeout, not the 5 s idle one
+        assert await reader.closed()
+
+
 async def test_idle_keep_alive_connection_is_closed(nursery: trio.Nursery) -> None:
     srv = await start_server(nursery, timeout_idle=0.3)
     stream = await connect(srv.port)
