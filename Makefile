@@ -30,7 +30,12 @@ $(VENV)/.installed-lint: pyproject.toml | $(PY)
 devnet: $(VENV)/.installed-test
 	$(PY) -m tools.devnet
 
+# The p2p network-namespace test needs `ip` (iproute2); it skips, saying why, where
+# the tool cannot be installed or namespaces cannot be made.
 test: $(VENV)/.installed-test
+	@command -v ip >/dev/null 2>&1 || PATH="$$PATH:/usr/sbin:/sbin" command -v ip >/dev/null 2>&1 \
+		|| { apt-get update -qq && apt-get install -y -qq iproute2; } >/dev/null 2>&1 \
+		|| echo "note: iproute2 is not installable here; the network-namespace test will skip"
 	$(PY) -m pytest -q
 
 lint: $(VENV)/.installed-lint
