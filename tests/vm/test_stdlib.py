@@ -10,28 +10,10 @@ import vm
 from vm.errors import REASON_MISSING_PARAM, UsageError
 from vm.stdlib import REASONS
 
+from .helpers import BUYER, SELLER
+from .helpers import make_ctx as ctx
+
 GAS = 10_000
-SELLER = bytes([1]) * 32
-BUYER = bytes([2]) * 32
-CREATOR = bytes([3]) * 32
-
-
-def ctx(**changes: object) -> vm.Context:
-    fields: dict[str, object] = dict(
-        height=1_000,
-        time_ms=1_700_000_000_000,
-        seller=SELLER,
-        buyer=BUYER,
-        price=10_000,
-        serial=7,
-        times_resold=0,
-        acquired_height=900,
-        creator=CREATOR,
-        royalty_bps=250,
-        params=(),
-    )
-    fields.update(changes)
-    return vm.Context(**fields)  # type: ignore[arg-type]
 
 
 def run(name: str, c: vm.Context, **options: object) -> vm.Verdict:
