@@ -3,38 +3,17 @@
 from __future__ import annotations
 
 import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
+from tests.node.harness import free_port_block
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _free_port_block(n: int) -> int:
-    for _ in range(50):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        base = s.getsockname()[1]
-        s.close()
-        if base + n >= 65000:
-            continue
-        try:
-            for p in range(base, base + n):
-                for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
-                    t = socket.socket(socket.AF_INET, kind)
-                    try:
-                        t.bind(("127.0.0.1", p))
-                    finally:
-                        t.close()
-        except OSError:
-            continue
-        return base
-    raise RuntimeError("no free port block")
-
-
 def test_devnet_runs_the_demo_and_stops_cleanly(tmp_path: Path) -> None:
-    port = _free_port_block(12)
+    port = free_port_block(12)
     res = subprocess.run(
         [sys.executable, "-m", "tools.devnet", "--dir", str(tmp_path / "dn"), "--starting-port", str(port),
          "--blocks", "3", "--start-timeout", "40", "--set", "consensus.timeout_commit_ms=100"],
@@ -56,7 +35,7 @@ def test_ctrl_c_stops_every_node(tmp_path: Path) -> None:
     import signal
     import time
 
-    port = _free_port_block(6)
+    port = free_port_block(6)
     out_path = tmp_path / "out.txt"
     with open(out_path, "w") as out:
         proc = subprocess.Popen(

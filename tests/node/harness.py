@@ -35,9 +35,11 @@ import trio
 
 from chain.crypto import PrivateKey
 from chain.params import ConsensusParams
+from chain.types import Vote, VoteType
 from genesis.testnet import Testnet, generate_testnet, load_devnet_template
+from node import wire
 from node.config import BaseConfig, Config, P2PConfig, RpcConfig, StorageConfig, write_config
-from p2p import NodeKey
+from p2p import CONSENSUS, Host, NodeKey
 
 REPO = Path(__file__).resolve().parents[2]
 CHAIN_ID = "bh-test"
@@ -59,6 +61,24 @@ def free_port(kind: int) -> int:
     with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def free_port_block(n: int) -> int:
+    """A port p with p..p+n-1 free on 127.0.0.1 (UDP and TCP) right now: for tools that
+    number their ports from one starting port (`blackhole testnet`, tools/devnet.py)."""
+    for _ in range(50):
+        base = free_port(socket.SOCK_STREAM)
+        if base + n >= 65000:
+            continue
+        try:
+            for p in range(base, base + n):
+                for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+                    with socket.socket(socket.AF_INET, kind) as t:
+                        t.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError("no block of free ports on 127.0.0.1")
 
 
 @dataclass
@@ -275,3 +295,23 @@ def wait_heights(nodes: list[ProcessNode], height: int, timeout: float) -> list[
             return seen
         time.sleep(0.2)
     raise AssertionError(f"timed out after {timeout}s waiting for height {height}: {seen}")
+
+
+async def equivocate_until_seen(fake: Host, target: InProcessNode, cheat_key: PrivateKey,
+                                chain_id: str, timeout_s: float = 20.0) -> None:
+    """From `fake` (a host connected to `target`), send two conflicting prevotes signed by
+    `cheat_key` for target's current height and round, again every 0.1 s (rounds move
+    on), until target's consensus driver reports the equivocation or `timeout_s` passes.
+    The caller asserts on ``target.daemon.consensus.evidence_seen``."""
+    driver = target.daemon.consensus
+    with trio.move_on_after(timeout_s):
+        while not driver.evidence_seen:
+            core = driver.replica.core
+            idx = core.valset.index_of(cheat_key.public_key.raw)
+            if idx is None:
+                raise AssertionError("the cheating key is not in the target's validator set")
+            for block_hash in (b"\x01" * 32, b"\x02" * 32):
+                vote = Vote(VoteType.PREVOTE, core.height, core.round, block_hash,
+                            1, idx, b"").signed(cheat_key, chain_id)
+                fake.send(target.node.node_key.peer_id, CONSENSUS, wire.encode(wire.VoteMessage(vote)))
+            await trio.sleep(0.1)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from click.testing import CliRunner, Result
 
 from node.cli import cli
 from node.client import RpcClient, RpcTransportError
+from tests.node.harness import free_port_block
 
 ROOT = Path(__file__).resolve().parents[2]
 DEADLINE_S = 30.0
@@ -24,29 +24,6 @@ DEADLINE_S = 30.0
 
 def run(*args: object) -> Result:
     return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-
-
-def _free_port_block(n: int) -> int:
-    """A port p with p..p+n-1 free on 127.0.0.1 (UDP and TCP) right now."""
-    for _ in range(50):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        base = s.getsockname()[1]
-        s.close()
-        if base + n >= 65000:
-            continue
-        try:
-            for p in range(base, base + n):
-                for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
-                    t = socket.socket(socket.AF_INET, kind)
-                    try:
-                        t.bind(("127.0.0.1", p))
-                    finally:
-                        t.close()
-        except OSError:
-            continue
-        return base
-    raise RuntimeError("no free port block")
 
 
 class Node:
@@ -72,7 +49,7 @@ class Node:
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     out = tmp_path_factory.mktemp("net")
-    port = _free_port_block(3)
+    port = free_port_block(3)
     r = run("testnet", "--v", "1", "-o", out, "--starting-port", port, "--chain-id", "cli-test",
             "--set", "consensus.timeout_commit_ms=50", "--set", "consensus.timeout_propose_ms=500")  # fmt: skip
     assert r.exit_code == 0, r.output
@@ -211,7 +188,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 def test_export_a_live_chain_and_restart_from_it(tmp_path: Path) -> None:
     import shutil
 
-    port = _free_port_block(3)
+    port = free_port_block(3)
     out = tmp_path / "net"
     assert run("testnet", "--v", "1", "-o", out, "--starting-port", port, "--chain-id", "old",
                "--set", "consensus.timeout_commit_ms=50").exit_code == 0  # fmt: skip

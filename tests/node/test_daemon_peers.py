@@ -7,22 +7,13 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import pytest
 import trio
 
 from chain.sigverify import SignatureVerifier
-from chain.types import Vote, VoteType
 from node import wire
 from node.config import CONFIG_FILE, load_config, write_config
 from p2p import CONSENSUS, Host, NodeKey
-from tests.node.harness import InProcessNode, make_testnet, wait_until
-
-
-@pytest.fixture(scope="module")
-def verifier() -> SignatureVerifier:
-    v = SignatureVerifier(1, kind="thread")
-    yield v
-    v.close()
+from tests.node.harness import InProcessNode, equivocate_until_seen, make_testnet, wait_until
 
 
 def test_equivocation_is_committed_as_evidence_and_a_bad_frame_gets_the_peer_banned(
@@ -41,17 +32,7 @@ def test_equivocation_is_committed_as_evidence_and_a_bad_frame_gets_the_peer_ban
                 await fake.connect(bytes.fromhex(homes.nodes[0].node_id),
                                    ("127.0.0.1", target.daemon.p2p_port), timeout=10)
                 driver = target.daemon.consensus
-                with trio.move_on_after(20):
-                    while not driver.evidence_seen:
-                        core = driver.replica.core
-                        idx = core.valset.index_of(cheat_key.public_key.raw)
-                        assert idx is not None
-                        for block_hash in (b"\x01" * 32, b"\x02" * 32):
-                            vote = Vote(VoteType.PREVOTE, core.height, core.round, block_hash,
-                                        1, idx, b"").signed(cheat_key, homes.chain_id)
-                            fake.send(target.node.node_key.peer_id, CONSENSUS,
-                                      wire.encode(wire.VoteMessage(vote)))
-                        await trio.sleep(0.1)
+                await equivocate_until_seen(fake, target, cheat_key, homes.chain_id)
                 assert driver.evidence_seen, "no evidence detected"
                 ev_height = driver.evidence_seen[0].height
 

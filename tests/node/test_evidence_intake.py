@@ -140,13 +140,6 @@ def test_evidence_that_proves_nothing_is_rejected() -> None:
             decode_submitted_untrusted(junk)
 
 
-@pytest.fixture(scope="module")
-def verifier() -> SignatureVerifier:
-    v = SignatureVerifier(1, kind="thread")
-    yield v
-    v.close()
-
-
 def test_broadcast_evidence_over_rpc_jails_the_validators_it_proves(
         tmp_path: Path, verifier: SignatureVerifier) -> None:
     homes = make_testnet(tmp_path / "net", 4)

@@ -10,23 +10,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import trio
 
 from chain import statekeys as sk
 from chain import tx as txm
 from chain.sigverify import SignatureVerifier
 from chain.types import DuplicateVoteEvidence, Vote, VoteType
-from node import wire
-from p2p import CONSENSUS, Host, NodeKey
-from tests.node.harness import InProcessNode, make_testnet, wait_until
-
-
-@pytest.fixture(scope="module")
-def verifier() -> SignatureVerifier:
-    v = SignatureVerifier(1, kind="thread")
-    yield v
-    v.close()
+from p2p import Host, NodeKey
+from tests.node.harness import InProcessNode, equivocate_until_seen, make_testnet, wait_until
 
 
 def test_an_equivocating_validator_is_jailed_and_the_chain_goes_on(
@@ -47,17 +38,7 @@ def test_an_equivocating_validator_is_jailed_and_the_chain_goes_on(
                 await fake.connect(bytes.fromhex(homes.nodes[0].node_id),
                                    ("127.0.0.1", target.daemon.p2p_port), timeout=10)
                 driver = target.daemon.consensus
-                with trio.move_on_after(20):
-                    while not driver.evidence_seen:
-                        core = driver.replica.core
-                        idx = core.valset.index_of(cheat)
-                        assert idx is not None
-                        for block_hash in (b"\x01" * 32, b"\x02" * 32):
-                            vote = Vote(VoteType.PREVOTE, core.height, core.round, block_hash,
-                                        1, idx, b"").signed(cheat_key, homes.chain_id)
-                            fake.send(target.node.node_key.peer_id, CONSENSUS,
-                                      wire.encode(wire.VoteMessage(vote)))
-                        await trio.sleep(0.1)
+                await equivocate_until_seen(fake, target, cheat_key, homes.chain_id)
             assert driver.evidence_seen, "no evidence detected"
 
             def jailed_at(n: InProcessNode) -> int | None:

@@ -7,7 +7,6 @@ import http.client
 import socket
 from pathlib import Path
 
-import pytest
 import trio
 
 from chain import tx as txm
@@ -20,13 +19,6 @@ from node.config import (
     write_config,
 )
 from tests.node.harness import InProcessNode, free_port, make_testnet, rpc_call, wait_until
-
-
-@pytest.fixture(scope="module")
-def verifier() -> SignatureVerifier:
-    v = SignatureVerifier(1, kind="thread")
-    yield v
-    v.close()
 
 
 def test_four_validators_make_blocks(tmp_path: Path, verifier: SignatureVerifier) -> None:

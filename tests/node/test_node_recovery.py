@@ -19,13 +19,6 @@ from node.node import HomeError, InconsistentHomeError, MissingFileError, Node
 from tests.node.harness import InProcessNode, make_testnet, wait_until
 
 
-@pytest.fixture(scope="module")
-def verifier() -> SignatureVerifier:
-    v = SignatureVerifier(1, kind="thread")
-    yield v
-    v.close()
-
-
 def _run_to(homes, height: int, verifier: SignatureVerifier) -> None:  # type: ignore[no-untyped-def]
     async def main() -> None:
         async with trio.open_nursery() as nursery:
