@@ -55,13 +55,8 @@ from chain.params import AppParams, ConsensusParams  # noqa: E402
 from chain.types import (  # noqa: E402
     Block,
     Commit,
-    Header,
     Vote,
     VoteType,
-    commit_hash,
-    compute_block_time,
-    compute_evidence_hash,
-    compute_lane_root,
 )
 from storage.kv import LevelKV, WriteBatch  # noqa: E402
 from storage.state import StateTree  # noqa: E402
@@ -193,19 +188,13 @@ def build_chain(state: st.State, work: Workload) -> list[Block]:
         lanes: dict[str, list[bytes]] = {name: [] for name in txm.LANE_NAMES}
         for raw in txs:
             lanes[txm.LANE_NAMES[txm.Tx.decode_untrusted(raw).lane]].append(raw)
-        h = state.height + 1
-        vset = state.validator_set(h)
-        time_ms = GENESIS_TIME if last_commit is None else compute_block_time(last_commit, state.validator_set(h - 1), state.time_ms)
-        header = Header(
-            CHAIN_ID, h, time_ms, state.last_block_hash, commit_hash(last_commit),
-            compute_lane_root(lanes["cards"]), compute_lane_root(lanes["seeders"]),
-            compute_lane_root(lanes["keys"]), compute_lane_root(lanes["txs"]), compute_evidence_hash(()),
-            vset.hash(), state.validator_set(h + 1).hash(), bytes(32), work.validator.public_key.raw,
-        )  # fmt: skip
-        draft = Block(header, *(tuple(lanes[n]) for n in txm.LANE_NAMES), last_commit, ())
+        draft = st.draft_block(state, lanes, last_commit=last_commit,
+                               proposer=work.validator.public_key.raw)
         block, result = st.finish_block(state, draft)
         state.commit(result)
-        vote = Vote(VoteType.PRECOMMIT, h, 0, block.hash(), time_ms + 1000, 0).signed(work.validator, CHAIN_ID)
+        h = block.header.height
+        vote = Vote(VoteType.PRECOMMIT, h, 0, block.hash(), block.header.time_ms + 1000, 0).signed(
+            work.validator, CHAIN_ID)
         last_commit = Commit.from_votes([vote])
         out.append(block)
     return out

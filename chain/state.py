@@ -32,7 +32,7 @@ The only change of the total is the burn of slashed stake.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,9 +78,14 @@ from chain.params import AppParams, ConsensusParams
 from chain.types import (
     MAX_TOTAL_POWER,
     Block,
+    Commit,
+    Header,
     Validator,
     ValidatorSet,
+    commit_hash,
     compute_block_time,
+    compute_evidence_hash,
+    compute_lane_root,
     decode_evidence_untrusted,
 )
 from storage.state import StagedVersion, StateTree
@@ -1530,6 +1535,41 @@ def export_state(state: State, version: int | None = None) -> GenesisState:
         validators=tuple(sorted((k, v) for k, v in stakes.items() if v > 0)),
         records=tuple(sorted(records)),
     )
+
+
+def draft_block(
+    state: State,
+    lanes: Mapping[str, Sequence[bytes]],
+    *,
+    last_commit: Commit | None,
+    evidence: Sequence[bytes] = (),
+    proposer: bytes,
+) -> Block:
+    """The proposer's block for height state.height + 1, before finish_block fills its app_hash.
+
+    Lane roots, evidence hash and validator hashes come from the arguments and the state;
+    the time is the BFT time of `last_commit` (the genesis time for the first block); the
+    app_hash is 32 zero bytes until finish_block applies the block.
+    """
+    height = state.height + 1
+    if last_commit is None:
+        time_ms, prev = state.genesis_time_ms, b""
+    else:
+        time_ms = compute_block_time(last_commit, state.validator_set(height - 1), state.time_ms)
+        prev = state.last_block_hash
+    txs = {lane: tuple(lanes.get(lane, ())) for lane in LANES}
+    header = Header(
+        chain_id=state.chain_id, height=height, time_ms=time_ms, prev_block_hash=prev,
+        last_commit_hash=commit_hash(last_commit),
+        cards_root=compute_lane_root(txs["cards"]), seeders_root=compute_lane_root(txs["seeders"]),
+        keys_root=compute_lane_root(txs["keys"]), txs_root=compute_lane_root(txs["txs"]),
+        evidence_hash=compute_evidence_hash(evidence),
+        validators_hash=state.validator_set(height).hash(),
+        next_validators_hash=state.validator_set(height + 1).hash(),
+        app_hash=bytes(32), proposer=proposer,
+    )  # fmt: skip
+    return Block(header, txs["cards"], txs["seeders"], txs["keys"], txs["txs"],
+                 last_commit, tuple(evidence))
 
 
 def finish_block(state: State, block: Block, *, verifier: Any = None) -> tuple[Block, BlockResult]:

@@ -44,19 +44,13 @@ import trio
 from chain import crypto
 from chain import statekeys as sk
 from chain.errors import ChainError
-from chain.merkle import EMPTY_ROOT
-from chain.state import LANES
+from chain.state import LANES, draft_block
 from chain.types import (
     Block,
     Commit,
     DuplicateVoteEvidence,
-    Header,
     Proposal,
     VoteType,
-    commit_hash,
-    compute_block_time,
-    compute_evidence_hash,
-    compute_lane_root,
 )
 from consensus import core as c
 from consensus.errors import ConsensusError, DoubleSignRefused, InvalidMessage
@@ -434,7 +428,6 @@ class ConsensusDriver:
         g = node.genesis
         if height == g.initial_height:
             last_commit: Commit | None = None
-            time_ms = g.genesis_time_ms
         else:
             last_commit = self.replica.core.last_commit()
             if last_commit is None or last_commit.height != height - 1:
@@ -442,8 +435,6 @@ class ConsensusDriver:
                 if raw is None:
                     raise ConsensusFailure(f"no commit stored for height {height - 1}")
                 last_commit = Commit.decode_untrusted(raw)
-            time_ms = compute_block_time(last_commit, state.validator_set(height - 1),
-                                         state.time_ms)
         pending = node.evidence.pending(params.max_evidence_per_block, height)
         # evidence the chain already handled (a SubmitEvidence tx, a restart) would make the
         # block invalid: it leaves the pool instead
@@ -454,7 +445,8 @@ class ConsensusDriver:
             + sum(len(e) for e in evidence)
         lanes = node.mempool.reap(params, reserved_bytes=reserved)
         for _ in range(8):
-            block = self._assemble(height, time_ms, last_commit, evidence, lanes)
+            block = draft_block(state, lanes, last_commit=last_commit, evidence=evidence,
+                                proposer=node.validator_pubkey or b"")
             try:
                 result = await node.apply(block, finish=True)
             except ChainError as exc:
@@ -471,25 +463,6 @@ class ConsensusDriver:
                 continue
             return node.finished_blocks.get(result.block_hash)
         return None
-
-    def _assemble(self, height: int, time_ms: int, last_commit: Commit | None,
-                  evidence: tuple[bytes, ...], lanes: dict[str, list[bytes]]) -> Block:
-        node = self.node
-        state = node.state
-        txs = {lane: tuple(lanes.get(lane, ())) for lane in LANES}
-        header = Header(
-            chain_id=state.chain_id, height=height, time_ms=time_ms,
-            prev_block_hash=state.last_block_hash, last_commit_hash=commit_hash(last_commit),
-            cards_root=compute_lane_root(txs["cards"]),
-            seeders_root=compute_lane_root(txs["seeders"]),
-            keys_root=compute_lane_root(txs["keys"]), txs_root=compute_lane_root(txs["txs"]),
-            evidence_hash=compute_evidence_hash(evidence),
-            validators_hash=state.validator_set(height).hash(),
-            next_validators_hash=state.validator_set(height + 1).hash(),
-            app_hash=EMPTY_ROOT, proposer=node.validator_pubkey or b"",
-        )
-        return Block(header, txs["cards"], txs["seeders"], txs["keys"], txs["txs"],
-                     last_commit, evidence)
 
     async def _validate_block(self, height: int, block: Block) -> None:
         node = self.node

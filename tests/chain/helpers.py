@@ -25,13 +25,8 @@ from chain.params import AppParams, ConsensusParams
 from chain.types import (
     Block,
     Commit,
-    Header,
     Vote,
     VoteType,
-    commit_hash,
-    compute_block_time,
-    compute_evidence_hash,
-    compute_lane_root,
 )
 from storage.kv import LevelKV, MemoryKV
 from storage.state import StateTree
@@ -173,25 +168,8 @@ class TestChain:
             for raw in txs:
                 lanes[txm.LANE_NAMES[txm.Tx.decode_untrusted(raw).lane]].append(raw)
         s = self.state
-        h = s.height + 1
-        if self.last_commit is None:
-            time_ms, prev = GENESIS_TIME, b""
-        else:
-            time_ms = compute_block_time(self.last_commit, s.validator_set(h - 1), s.time_ms)
-            prev = s.last_block_hash
-        header = Header(
-            chain_id=CHAIN_ID, height=h, time_ms=time_ms, prev_block_hash=prev,
-            last_commit_hash=commit_hash(self.last_commit),
-            cards_root=compute_lane_root(lanes["cards"]), seeders_root=compute_lane_root(lanes["seeders"]),
-            keys_root=compute_lane_root(lanes["keys"]), txs_root=compute_lane_root(lanes["txs"]),
-            evidence_hash=compute_evidence_hash(evidence),
-            validators_hash=s.validator_set(h).hash(), next_validators_hash=s.validator_set(h + 1).hash(),
-            app_hash=bytes(32), proposer=s.validator_set(h).validators[proposer].pubkey,
-        )  # fmt: skip
-        return Block(
-            header, tuple(lanes["cards"]), tuple(lanes["seeders"]), tuple(lanes["keys"]),
-            tuple(lanes["txs"]), self.last_commit, tuple(evidence),
-        )  # fmt: skip
+        return st.draft_block(s, lanes, last_commit=self.last_commit, evidence=evidence,
+                              proposer=s.validator_set(s.height + 1).validators[proposer].pubkey)
 
     def sign_commit(self, block: Block) -> Commit:
         vset = self.state.validator_set(block.header.height)

@@ -32,13 +32,8 @@ from chain.sigverify import SignatureVerifier
 from chain.types import (
     Block,
     Commit,
-    Header,
     Vote,
     VoteType,
-    commit_hash,
-    compute_block_time,
-    compute_evidence_hash,
-    compute_lane_root,
 )
 from consensus.evidence import EvidencePool
 from node import evidence_intake, indexer
@@ -130,26 +125,8 @@ class ChainFixture:
         return self.state.height
 
     def draft(self, lanes: dict[str, list[bytes]], evidence: Sequence[bytes] = ()) -> Block:
-        s = self.state
-        h = s.height + 1
-        if self.last_commit is None:
-            time_ms, prev = self.genesis.genesis_time_ms, b""
-        else:
-            time_ms = compute_block_time(self.last_commit, s.validator_set(h - 1), s.time_ms)
-            prev = s.last_block_hash
-        header = Header(
-            chain_id=CHAIN_ID, height=h, time_ms=time_ms, prev_block_hash=prev,
-            last_commit_hash=commit_hash(self.last_commit),
-            cards_root=compute_lane_root(lanes["cards"]), seeders_root=compute_lane_root(lanes["seeders"]),
-            keys_root=compute_lane_root(lanes["keys"]), txs_root=compute_lane_root(lanes["txs"]),
-            evidence_hash=compute_evidence_hash(evidence),
-            validators_hash=s.validator_set(h).hash(), next_validators_hash=s.validator_set(h + 1).hash(),
-            app_hash=bytes(32), proposer=self.validator.public_key.raw,
-        )  # fmt: skip
-        return Block(
-            header, tuple(lanes["cards"]), tuple(lanes["seeders"]), tuple(lanes["keys"]),
-            tuple(lanes["txs"]), self.last_commit, tuple(evidence),
-        )  # fmt: skip
+        return st.draft_block(self.state, lanes, last_commit=self.last_commit, evidence=evidence,
+                              proposer=self.validator.public_key.raw)
 
     def sign_commit(self, block: Block) -> Commit:
         vote = Vote(VoteType.PRECOMMIT, block.header.height, 0, block.hash(), block.header.time_ms + 1000, 0)
