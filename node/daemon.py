@@ -20,17 +20,20 @@ Tasks (all children of :func:`run_node`'s nursery):
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import signal
 import sys
 import time
+from collections import deque
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import trio
 
+from chain import tx as txm
 from chain.sigverify import SignatureVerifier
 from node import wire
 from node.config import parse_host_port, parse_peer
@@ -38,6 +41,7 @@ from node.consensus_driver import ConsensusDriver
 from node.log import get_logger, setup_logging
 from node.node import ConsensusFailure, HomeError, Node, PeerState
 from node.sync_driver import SyncDriver
+from node.txgossip import FLUSH_DELAY
 from p2p import (
     BLOCKS,
     CONSENSUS,
@@ -46,6 +50,7 @@ from p2p import (
     ChannelSpec,
     Host,
     HostConfig,
+    NotConnected,
     Overflow,
     P2PError,
     PeerConnected,
@@ -62,6 +67,12 @@ METRICS_INTERVAL = 2.0
 """Seconds between copies of the p2p byte counters into the metrics."""
 MIN_RETAIN = 2
 """Fewest blocks and state versions the pruner keeps, whatever the config says."""
+INTAKE_MAX = 20_000
+"""Peers' transactions waiting for the mempool at most (more are dropped: gossip is
+best effort, and the senders' own nodes keep them)."""
+INTAKE_CHUNK = 32
+"""Transactions checked between two yields of the intake task, so consensus
+messages and RPC requests queued meanwhile are not held up behind a gossip burst."""
 
 
 def channel_specs(limits: wire.Limits) -> tuple[ChannelSpec, ...]:
@@ -115,6 +126,10 @@ class Daemon:
         self.rpc_port: int | None = None
         self.p2p_port = host.listen_address[1]
         self.prunes = 0
+        self._intake: deque[tuple[bytes, bytes]] = deque()
+        self._intake_wake = trio.Event()
+        self.intake_dropped = 0
+        """Peers' transactions dropped because the intake queue was full (a counter)."""
 
     async def route(self) -> None:
         """Read the host's events and hand each message to its owner."""
@@ -129,6 +144,7 @@ class Daemon:
                 self.consensus.on_peer_connected(event.peer_id)
             elif isinstance(event, PeerDisconnected):
                 node.peers.pop(event.peer_id, None)
+                node.tx_gossip.forget_peer(event.peer_id)
                 node.metrics.p2p_peers.set(len(node.peers))
                 self.sync.on_peer_gone(event.peer_id)
                 self.consensus.on_peer_gone(event.peer_id)
@@ -138,7 +154,7 @@ class Daemon:
     def _on_frame(self, peer: bytes, channel: int, frame: bytes) -> None:
         node = self.node
         frame_id = b""
-        if channel in (CONSENSUS, MEMPOOL):
+        if channel == CONSENSUS:
             frame_id = message_id(frame)
             if not node.observe(frame_id, peer):
                 return  # a copy of a frame already handled
@@ -153,18 +169,60 @@ class Daemon:
             self.consensus.on_peer_message(peer, msg, frame, frame_id)
         elif channel == BLOCKS:
             self.sync.on_message(peer, msg)
+        elif isinstance(msg, wire.TxBatchMessage):
+            self._on_txs(peer, msg.txs)
         elif isinstance(msg, wire.TxMessage):
-            self._on_tx(msg.tx_bytes, frame, frame_id)
+            self._on_txs(peer, (msg.tx_bytes,))
 
-    def _on_tx(self, tx_bytes: bytes, frame: bytes, frame_id: bytes) -> None:
+    def _on_txs(self, peer: bytes, txs: tuple[bytes, ...]) -> None:
+        """Queue a peer's transactions we have not seen for the intake task (the router
+        itself never checks them: a gossip burst must not delay consensus messages)."""
+        node = self.node
+        gossip = node.tx_gossip
+        mempool = node.mempool
+        now = trio.current_time()
+        for tx in txs:
+            tx_hash = txm.tx_hash(tx)
+            if not gossip.observe(tx_hash, peer, now) or mempool.seen(tx_hash):
+                continue
+            if len(self._intake) >= INTAKE_MAX:
+                self.intake_dropped += 1
+                continue
+            self._intake.append((tx, tx_hash))
+        if self._intake:
+            self._intake_wake.set()
+
+    async def tx_intake_loop(self) -> None:
+        """Check queued peer transactions into the mempool and queue the accepted ones
+        for the peers that lack them, yielding every INTAKE_CHUNK transactions."""
         from node.mempool import MempoolError
 
-        try:
-            self.node.mempool.add(tx_bytes)
-        except MempoolError:
-            return  # a stale nonce, a duplicate, a full pool: not the peer's fault
-        if self.node.config.mempool.broadcast:
-            self.node.relay(MEMPOOL, frame, frame_id)
+        node = self.node
+        while True:
+            await self._intake_wake.wait()
+            self._intake_wake = trio.Event()
+            done = 0
+            while self._intake:
+                tx, tx_hash = self._intake.popleft()
+                try:
+                    node.mempool.add(tx)
+                except MempoolError:
+                    continue  # a stale nonce, a duplicate, a full pool: not the peer's fault
+                node.share_tx(tx, tx_hash)
+                done += 1
+                if done % INTAKE_CHUNK == 0:
+                    await trio.lowlevel.checkpoint()
+
+    async def tx_gossip_loop(self) -> None:
+        """Send queued transactions, batched per peer, FLUSH_DELAY after the first."""
+        node = self.node
+        while True:
+            await node.tx_gossip_wake.wait()
+            await trio.sleep(FLUSH_DELAY)
+            node.tx_gossip_wake = trio.Event()
+            for peer, frame in node.tx_gossip.take_frames():
+                with contextlib.suppress(NotConnected):
+                    self.host.send(peer, MEMPOOL, frame)
 
     async def metrics_loop(self) -> None:
         """Copy the host's per-channel byte counters into the node's metrics."""
@@ -279,6 +337,8 @@ async def _run(node: Node, *, task_status: Any, handle_signals: bool) -> None:
             if handle_signals:
                 nursery.start_soon(_watch_signals, cancel)
             nursery.start_soon(daemon.route)
+            nursery.start_soon(daemon.tx_intake_loop)
+            nursery.start_soon(daemon.tx_gossip_loop)
             await nursery.start(daemon.consensus.run)
             await nursery.start(daemon.sync.run)
             nursery.start_soon(daemon.prune_loop)

@@ -53,6 +53,7 @@ from node.indexer import get_tx, index_writes
 from node.log import get_logger
 from node.metrics import NodeMetrics
 from node.sigcache import CachedVerifier, VerifiedTxs
+from node.txgossip import TxGossip
 from node.view import PeerInfo, SyncInfo, TxLocation
 from node.wire import Limits
 from p2p import NodeKey, NotConnected, format_peer_id
@@ -158,7 +159,11 @@ class Node:
         self.on_commit: list[Callable[[Block, BlockResult], None]] = []
         """Hooks run after each commit (the drivers' bookkeeping)."""
         self.seen = SeenCache(capacity=100_000, ttl=120.0)
-        """Ids of consensus and mempool frames seen, with who sent them (relay)."""
+        """Ids of consensus frames seen, with who sent them (relay)."""
+        self.tx_gossip = TxGossip(self.limits)
+        """Transactions queued for peers, and which peers have which (node.txgossip)."""
+        self.tx_gossip_wake = trio.Event()
+        """Set when a transaction is queued for gossip (the daemon's flusher waits on it)."""
 
     # --- opening ---------------------------------------------------------------------
 
@@ -329,12 +334,7 @@ class Node:
         height = block.header.height
         raw = block_bytes if block_bytes is not None else block.encode()
         extra = index_writes(block, result)
-        located: list[tuple[str, int, bytes, Any]] = []
-        index = 0
-        for lane in LANES:
-            for tx_bytes in block.lane(lane):
-                located.append((lane, index, txm.tx_hash(tx_bytes), _decode_tx(tx_bytes)))
-                index += 1
+        located = _locate(block, result, decode=self.events.subscriber_count > 0)
         await trio.to_thread.run_sync(lambda: self.blocks.commit_block(
             height, result.block_hash, raw, commit.encode(), result.staged, extra))
         self.state.mark_committed(result)
@@ -385,6 +385,11 @@ class Node:
         bus.publish("NewBlockHeader", {"height": h.height, "hash": result.block_hash.hex(),
                                        "time_ms": h.time_ms, "proposer": h.proposer.hex(),
                                        "app_hash": h.app_hash.hex()})
+        for r in result.tx_results:
+            if r.kind == "PublishCard":
+                self.metrics.cards_published_total.inc()
+            elif r.kind == "BuyKey":
+                self.metrics.keys_sold_total.inc()
         for lane, index, tx_hash, tx in located:
             if tx is None:
                 continue
@@ -396,7 +401,6 @@ class Node:
                                "generic_kind": body.kind.hex() if isinstance(body, txm.Generic)
                                else ""})
             if isinstance(body, txm.PublishCard):
-                self.metrics.cards_published_total.inc()
                 bus.publish("NewCard", {
                     "height": h.height, "card_id": txm.compute_card_id(tx.sender, tx.nonce).hex(),
                     "creator": tx.sender.hex(), "card_type": body.content_type,
@@ -411,8 +415,6 @@ class Node:
                     delta["expiry_height"] = body.expiry_height
                 bus.publish("SeederDelta", delta)
             elif lane == "keys":
-                if isinstance(body, txm.BuyKey):
-                    self.metrics.keys_sold_total.inc()
                 bus.publish("KeyOp", {"height": h.height, "op": kind, "sender": tx.sender.hex(),
                                       "hash": tx_hash.hex()})
         if result.validator_updates or result.removed_validators:
@@ -425,7 +427,7 @@ class Node:
     # --- gossip (validate, then relay) --------------------------------------------------
 
     def observe(self, frame_id: bytes, sender: bytes | None) -> bool:
-        """Record a consensus or mempool frame; True the first time it is seen."""
+        """Record a consensus frame; True the first time it is seen."""
         return self.seen.observe(frame_id, sender, trio.current_time())
 
     def gossip(self, channel: int, frame: bytes) -> None:
@@ -444,6 +446,14 @@ class Node:
             if peer not in senders:
                 with contextlib.suppress(NotConnected):
                     self.host.send(peer, channel, frame)
+
+    def share_tx(self, tx_bytes: bytes, tx_hash: bytes) -> None:
+        """Queue a transaction the mempool accepted for every peer that has not sent it
+        to us; the daemon's flusher sends it batched (node.txgossip)."""
+        if self.host is None or not self.config.mempool.broadcast:
+            return
+        if self.tx_gossip.queue(tx_bytes, tx_hash, self.peers):
+            self.tx_gossip_wake.set()
 
     # --- NodeView --------------------------------------------------------------------------
 
@@ -472,11 +482,9 @@ class Node:
         """Add to the mempool and gossip; raises the mempool's MempoolError."""
         result = self.mempool.add(tx_bytes)
         self.metrics.mempool_size.set(getattr(self.mempool, "size", 0))
-        if self.host is not None and self.config.mempool.broadcast:
-            from node import wire
-            from p2p import MEMPOOL
-
-            self.gossip(MEMPOOL, wire.encode(wire.TxMessage(tx_bytes)))
+        if self.host is not None:
+            self.tx_gossip.observe(result.tx_hash, None, trio.current_time())
+            self.share_tx(tx_bytes, result.tx_hash)
         return result
 
     def tx_location(self, tx_hash: bytes) -> TxLocation | None:
@@ -504,6 +512,24 @@ def locate_tx(blocks: BlockStore, tx_hash: bytes) -> TxLocation | None:
     """Where a committed transaction is, from the tx index (node.indexer)."""
     found = get_tx(blocks.kv, tx_hash)
     return None if found is None else found.location
+
+
+def _locate(block: Block, result: BlockResult, *, decode: bool) -> list[tuple[str, int, bytes, Any]]:
+    """(lane, block index, hash, decoded tx or None) of each transaction of a committed
+    block, from the apply result's hashes; transactions are decoded again only when
+    some event subscriber may want their bodies."""
+    results = result.tx_results
+    if len(results) == sum(len(block.lane(lane)) for lane in LANES):
+        if not decode:
+            return [(r.lane, i, r.tx_hash, None) for i, r in enumerate(results)]
+        return [(r.lane, i, r.tx_hash, _decode_tx(block.lane(r.lane)[r.index]))
+                for i, r in enumerate(results)]
+    located: list[tuple[str, int, bytes, Any]] = []
+    for lane in LANES:
+        for tx_bytes in block.lane(lane):
+            located.append((lane, len(located), txm.tx_hash(tx_bytes),
+                            _decode_tx(tx_bytes) if decode else None))
+    return located
 
 
 def _decode_tx(tx_bytes: bytes) -> Any:

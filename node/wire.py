@@ -26,7 +26,13 @@ blocks      19   NoBlock           height
 blocks      20   CandidateRequest  height, block hash (a consensus RequestBlock)
 blocks      21   CandidateBlock    block bytes (answer to CandidateRequest)
 mempool     32   TxMessage         transaction bytes
+mempool     33   TxBatchMessage    transactions (1..MAX_BATCH_TXS, within the frame limit)
 ==========  ===  ===================================================================
+
+Transactions are gossiped as ``TxBatchMessage``: everything a node has for a
+peer when its gossip flusher wakes goes out as one frame (or a few, each within
+the mempool channel's frame limit), so a peer decodes, de-duplicates and relays
+per transaction but pays the per-frame costs once per batch.
 """
 
 from __future__ import annotations
@@ -56,6 +62,10 @@ from p2p import BLOCKS, CONSENSUS, MEMPOOL
 
 #: Room for the envelope and the non-block fields of a message.
 ENVELOPE_BYTES: Final = 4096
+#: Most transactions in one TxBatchMessage (the frame limit also bounds the bytes).
+MAX_BATCH_TXS: Final = 1024
+#: Bytes the batch encoding adds around one transaction (a msgpack bin header).
+BATCH_TX_OVERHEAD: Final = 5
 #: Height limit on the wire (heights are u63).
 _MAX_HEIGHT: Final = 2**63 - 1
 
@@ -242,9 +252,21 @@ class TxMessage:
         return [self.tx_bytes]
 
 
+@dataclass(frozen=True, slots=True)
+class TxBatchMessage:
+    """Several transactions for the mempool in one frame."""
+
+    TAG = 33
+    txs: tuple[bytes, ...]
+    """Signed transactions, 1 to MAX_BATCH_TXS, each non-empty."""
+
+    def fields(self) -> list[Any]:
+        return [list(self.txs)]
+
+
 Message = (
     ProposalMessage | VoteMessage | CommitMessage | EvidenceMessage | Status | BlockRequest
-    | BlockResponse | NoBlock | CandidateRequest | CandidateBlock | TxMessage
+    | BlockResponse | NoBlock | CandidateRequest | CandidateBlock | TxMessage | TxBatchMessage
 )
 
 CHANNEL_OF: Final[dict[int, int]] = {
@@ -259,6 +281,7 @@ CHANNEL_OF: Final[dict[int, int]] = {
     CandidateRequest.TAG: BLOCKS,
     CandidateBlock.TAG: BLOCKS,
     TxMessage.TAG: MEMPOOL,
+    TxBatchMessage.TAG: MEMPOOL,
 }
 """The channel each message tag travels on."""
 
@@ -353,7 +376,39 @@ def _decode_fields(tag: int, rest: list[Any], limits: Limits) -> Message:
         if not tx:
             raise WireError("tx message: empty transaction")
         return TxMessage(tx)
+    if tag == TxBatchMessage.TAG:
+        f = _fields(rest, 1, "tx batch")
+        items = take_array(f[0], "tx_batch.txs", max_len=MAX_BATCH_TXS)
+        if not items:
+            raise WireError("tx batch: no transactions")
+        for i, item in enumerate(items):
+            if not take_bytes(item, f"tx_batch.txs[{i}]", max_len=limits.max_tx_bytes):
+                raise WireError(f"tx batch: transaction {i} is empty")
+        return TxBatchMessage(tuple(items))
     raise WireError(f"unknown message tag {tag}")
+
+
+def pack_tx_batches(txs: list[bytes], limits: Limits) -> list[bytes]:
+    """``txs`` as TxBatchMessage frames, in order, each within the mempool channel's
+    frame limit and MAX_BATCH_TXS (a transaction above max_tx_bytes is left out: no
+    peer would take it)."""
+    budget = limits.frame_limit(MEMPOOL) - ENVELOPE_BYTES
+    frames: list[bytes] = []
+    chunk: list[bytes] = []
+    used = 0
+    for tx in txs:
+        size = len(tx)
+        if not size or size > limits.max_tx_bytes:
+            continue
+        cost = size + BATCH_TX_OVERHEAD
+        if chunk and (used + cost > budget or len(chunk) >= MAX_BATCH_TXS):
+            frames.append(pack_trusted([TxBatchMessage.TAG, chunk]))
+            chunk, used = [], 0
+        chunk.append(tx)
+        used += cost
+    if chunk:
+        frames.append(pack_trusted([TxBatchMessage.TAG, chunk]))
+    return frames
 
 
 def decode_block(data: bytes, limits: Limits) -> Block:

@@ -59,6 +59,8 @@ GOLDEN: list[tuple[wire.Message, str]] = [
      "9215c40104"),
     (wire.TxMessage(b"\x05\x06"),
      "9220c4020506"),
+    (wire.TxBatchMessage((b"\x05\x06", b"\x07")),
+     "922192c4020506c40107"),
 ]
 
 
@@ -139,3 +141,45 @@ def test_random_bytes_raise_only_wire_error(data: bytes) -> None:
 def test_status_roundtrip(a: int, b: int) -> None:
     msg = wire.Status(max(a, b), min(a, b))
     assert wire.decode_untrusted(BLOCKS, wire.encode(msg), LIMITS) == msg
+
+
+@pytest.mark.parametrize("frame", [
+    msgpack.packb([33, []]),                       # no transactions
+    msgpack.packb([33, [b""]]),                    # an empty transaction
+    msgpack.packb([33, [b"\x01", "text"]]),        # not bytes
+    msgpack.packb([33, b"\x01"]),                  # not an array
+    msgpack.packb([33, [b"\x01"], [b"\x02"]]),     # an extra field
+    msgpack.packb([33, [b"\x01"] * (wire.MAX_BATCH_TXS + 1)]),
+    msgpack.packb([33, [[b"\x01"]]]),               # nested
+])
+def test_malformed_tx_batches_are_refused(frame: bytes) -> None:
+    with pytest.raises(wire.WireError):
+        wire.decode_untrusted(MEMPOOL, frame, LIMITS)
+
+
+def test_tx_batch_limits_each_transaction_and_the_frame() -> None:
+    small = wire.Limits(max_block_bytes=1024, max_commit_bytes=512, max_tx_bytes=128)
+    with pytest.raises(wire.WireError, match="tx_batch"):
+        wire.decode_untrusted(MEMPOOL, wire.encode(wire.TxBatchMessage((b"\x01", b"\x02" * 129))), small)
+    # many small transactions: over the frame limit as a whole
+    too_many = wire.encode(wire.TxBatchMessage(tuple(bytes([i % 250 + 1]) * 100 for i in range(60))))
+    assert len(too_many) > small.frame_limit(MEMPOOL)
+    with pytest.raises(wire.WireError, match="exceeds"):
+        wire.decode_untrusted(MEMPOOL, too_many, small)
+
+
+def test_pack_tx_batches_splits_within_the_limits_and_keeps_order() -> None:
+    small = wire.Limits(max_block_bytes=1024, max_commit_bytes=512, max_tx_bytes=128)
+    txs = [bytes([i % 250 + 1]) * (50 + i % 70) for i in range(300)] + [b"\x09" * 129, b""]
+    frames = wire.pack_tx_batches(txs, small)
+    assert len(frames) > 1
+    got: list[bytes] = []
+    for frame in frames:
+        assert len(frame) <= small.frame_limit(MEMPOOL)
+        msg = wire.decode_untrusted(MEMPOOL, frame, small)
+        assert isinstance(msg, wire.TxBatchMessage)
+        got.extend(msg.txs)
+    assert got == txs[:300]  # the oversize and the empty transaction are left out
+    many = wire.pack_tx_batches([b"\x01"] * (wire.MAX_BATCH_TXS + 5), LIMITS)
+    assert [len(wire.decode_untrusted(MEMPOOL, f, LIMITS).txs) for f in many] == [wire.MAX_BATCH_TXS, 5]  # type: ignore[union-attr]
+    assert wire.pack_tx_batches([], LIMITS) == []
