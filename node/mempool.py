@@ -46,12 +46,22 @@ from typing import TYPE_CHECKING, ClassVar
 
 import msgpack
 
+from chain import crypto
 from chain import statekeys as sk
 from chain import tx as txm
 from chain.checktx import CheckResult, check_tx
-from chain.errors import InvalidTx, MalformedTx, StateError, WrongNonce
+from chain.errors import BadTxSignature, InvalidTx, MalformedTx, StateError, WrongNonce
 from chain.params import ConsensusParams
-from chain.state import Apply, BlockResult, Overlay, State, decode_tx, deliver_tx, process_expiry
+from chain.state import (
+    Apply,
+    BlockResult,
+    Overlay,
+    State,
+    decode_tx,
+    deliver_tx,
+    process_expiry,
+    tx_signing_digest,
+)
 from node.config import MempoolConfig
 from node.errors import NodeError
 
@@ -244,11 +254,9 @@ class Mempool:
         if self._dirty:
             self._rebuild(drop_failed=True)
         try:
-            result = check_tx(self.state, tx_bytes, overlay=self._overlay)
+            result = self._check_decoded(tx, tx_bytes, tx_hash)
         except InvalidTx as exc:
             raise self._failed(TxInvalid(exc)) from exc
-        if self.verified is not None:
-            self.verified.add(tx_hash)
         entry = MempoolTx(tx_bytes, tx_hash, tx, tx.body.LANE, size, self._seq, self.state.height)
         self._seq += 1
         self._insert(entry)
@@ -264,6 +272,26 @@ class Mempool:
             self.metrics.mempool_tx_size_bytes.observe(size)
         self._update_gauge()
         return result
+
+    def _check_decoded(self, tx: txm.Tx, tx_bytes: builtins.bytes, tx_hash: builtins.bytes) -> CheckResult:
+        """chain.checktx.check_tx on the pool's overlay for a transaction decoded once
+        (same rules, same order): the signature unless this node verified these exact
+        bytes before (node.sigcache), then deliver_tx on a child overlay, merged if it
+        passes. Raises InvalidTx."""
+        state = self.state
+        verified = self.verified
+        # the sender signed it for this chain
+        if verified is None or tx_hash not in verified:
+            if not crypto.verify(tx.sender, tx.signature, tx_signing_digest(state.chain_id, tx_bytes)):
+                raise BadTxSignature("signature does not verify for this chain")
+            if verified is not None:
+                verified.add(tx_hash)
+        scratch = self._overlay.child()
+        ap = Apply(state, scratch, state.height + 1, state.time_ms, None)
+        gas = deliver_tx(ap, tx, tx_bytes, tx_hash)
+        ap.flush_accounts()
+        self._overlay.merge(scratch)
+        return CheckResult(tx_hash, LANES[tx.lane], tx.sender, tx.nonce, tx.fee, len(tx_bytes), gas)
 
     def check(self, tx_bytes: builtins.bytes) -> CheckResult:
         """check_tx against the pool's overlay without adding (nothing is kept);

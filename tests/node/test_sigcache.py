@@ -89,3 +89,33 @@ def test_mempool_records_what_it_verified_and_apply_skips_it(tmp_path: Path) -> 
         rec.inner.close()
     finally:
         chain.close()
+
+
+def test_mempool_verifies_a_signature_once_per_node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    chain = TestChain(path=tmp_path / "db", users=("alice", "bob"))
+    try:
+        cache = VerifiedTxs()
+        mp = Mempool(chain.state, MempoolConfig(), verified=cache)
+        calls: list[bytes] = []
+        real = crypto.verify
+
+        def counting(pub: bytes, sig: bytes, digest: bytes) -> bool:
+            calls.append(sig)
+            return real(pub, sig, digest)
+
+        monkeypatch.setattr(crypto, "verify", counting)
+        first = chain.tx("alice", txm.Transfer(chain.addr("bob"), 1))
+        second = chain.tx("alice", txm.Transfer(chain.addr("bob"), 1))
+        mp.add(first)
+        assert len(calls) == 1
+        # checked by block apply or a peer's gossip before (the hash is known): not again
+        cache.add(txm.tx_hash(second))
+        mp.add(second)
+        assert len(calls) == 1 and mp.size == 2
+        # a forged copy has another hash: verified, and refused
+        forged = _forged(chain.tx("alice", txm.Transfer(chain.addr("bob"), 1)))
+        with pytest.raises(TxInvalid, match="BadTxSignature"):
+            mp.add(forged)
+        assert len(calls) == 2 and mp.size == 2
+    finally:
+        chain.close()
