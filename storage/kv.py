@@ -318,8 +318,8 @@ class LevelKV:
         *,
         create: bool = False,
         cache_mb: int = 8,
-        write_buffer_mb: int = 32,
-        max_open_files: int = 1000,
+        write_buffer_mb: int = 8,
+        max_open_files: int = 48,
     ) -> LevelKV:
         """Open (or with `create=True` create) the database at `path`.
 
@@ -347,6 +347,10 @@ class LevelKV:
                 lru_cache_size=cache_mb << 20,
                 write_buffer_size=write_buffer_mb << 20,
                 max_open_files=max_open_files,
+                # Nearly everything stored is hashes, signatures or ciphertext:
+                # Snappy found nothing to save and took ~20% of the CPU of a
+                # 1M-key state benchmark in the compaction thread.
+                compression=None,
             )
         except plyvel.Error as exc:
             raise _translate(p, exc) from None

@@ -18,159 +18,59 @@ Theory of operation (docs/storage.md has the long form):
 * Values live in a second, versioned index keyed by (key hash, version), so `get`
   is one reverse seek and never walks the tree. A deleted key gets a tombstone.
 * `stage` computes a version in one recursive pass over the sorted key hashes of
-  the block: each touched node is read once, rewritten once and hashed once. A
-  bounded cache keeps node records of the latest committed version (upper first);
-  nodes of a staged version enter it only once that version is seen committed.
+  the block: each touched node is read once, rewritten once and hashed once. That
+  pass lives in storage.treekernel (compiled by mypyc when built; storage.accel).
+  A bounded cache keeps the node records of the latest committed version keyed by
+  path; nodes of a staged version replace theirs only once that version is seen
+  committed.
 """
 
 from __future__ import annotations
 
-import bisect
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from blake3 import blake3
 
-from storage import keys
+from storage import accel, keys
+from storage import treekernel as _pure
 from storage.errors import CorruptDatabaseError, StateKeyError, VersionError
 from storage.kv import KV, WriteBatch
 from storage.proof import EMPTY_ROOT, HASH_LEN, Proof
 
-# A child slot is one bytes object: b"" (no child), hash ‖ u64 version (40 bytes, an
-# internal node) or leaf hash ‖ key hash (64 bytes, a leaf; the value hash is in the
-# value index).
-#
-# A node record is u16 bitmap ‖ u16 leaf bitmap ‖ the hashes of its children ‖ their
-# extras (u64 version or key hash), both in nibble order. The hashes sit
-# side by side so that the node hash is one slice of the record and a proof level is
-# two; a rewrite copies the unchanged runs of the old record as slices.
+# The staging pass and node-record helpers: the mypyc-compiled build of
+# storage.treekernel when one built from the current source is present, else the
+# module itself (storage.accel decides, once, at import).
+_kernel = accel.load(_pure)
+KERNEL: str = accel.describe(_kernel)
+"""'compiled' or 'pure': which build of storage.treekernel this process runs."""
+Updater: type[_pure.Updater] = _kernel.Updater
+hash_updates: Callable[
+    [Iterable[tuple[object, object]], Iterable[object]],
+    dict[bytes, tuple[bytes, bytes | None, bytes | None]],
+] = _kernel.hash_updates
+promote: Callable[[dict[bytes, bytes], list[tuple[bytes, bytes]], list[bytes], int, int], int] = (
+    _kernel.promote
+)
+stage_writes: Callable[
+    [_pure.Updater, int, bytes, dict[bytes, tuple[bytes, bytes | None, bytes | None]]],
+    list[tuple[bytes, bytes | None]],
+] = _kernel.stage_writes
+CACHE_ENTRY_OVERHEAD = _pure.CACHE_ENTRY_OVERHEAD
+check_node = _pure.check_node
+node_child = _pure.node_child
+encode_path = _pure.encode_path
 
-EMPTY = b""
-INTERNAL_SLOT = 40
-LEAF_SLOT = 64
-MAX_KEY_LEN = 0xFFFF
+EMPTY = _pure.EMPTY
+INTERNAL_SLOT = _pure.INTERNAL_SLOT
+LEAF_SLOT = _pure.LEAF_SLOT
+MAX_KEY_LEN = _pure.MAX_KEY_LEN
 DEFAULT_CACHE_BYTES = 128 << 20
 
 _LEAF = b"\x00"
-_NODE = b"\x01"
 _VALUE_PRESENT = b"\x01"
 _VALUE_DELETED = b"\x00"
-_POP = tuple(bin(i).count("1") for i in range(1 << 16))
-_NODE_PREFIX = keys.STATE_NODE
-_U16 = tuple(i.to_bytes(2, "big") for i in range(1 << 16))
-_DEPTH = tuple(bytes([d]) for d in range(65))
-_HIGH = tuple(bytes([b & 0xF0]) for b in range(256))
-_HEX = {c: int(c, 16) for c in "0123456789abcdef"}
-
-
-def encode_path(key_hash: bytes, depth: int) -> bytes:
-    """u8 nibble count ‖ the nibbles packed two a byte (an odd last one high)."""
-    half = depth >> 1
-    if depth & 1:
-        return bytes([depth]) + key_hash[:half] + bytes([key_hash[half] & 0xF0])
-    return bytes([depth]) + key_hash[:half]
-
-
-def _nibble(kh: bytes, depth: int) -> int:
-    b = kh[depth >> 1]
-    return b & 0x0F if depth & 1 else b >> 4
-
-
-def check_node(rec: bytes) -> None:
-    """Raise ValueError unless `rec` is a well-formed node record."""
-    if len(rec) < 4:
-        raise ValueError("node record too short")
-    bm = (rec[0] << 8) | rec[1]
-    lm = (rec[2] << 8) | rec[3]
-    if bm == 0 or lm & ~bm:
-        raise ValueError("node bitmaps inconsistent")
-    cnt, leaves = _POP[bm], _POP[lm]
-    if len(rec) != 4 + 32 * cnt + 8 * (cnt - leaves) + 32 * leaves:
-        raise ValueError("node record length does not match its bitmaps")
-
-
-def node_child(rec: bytes, nib: int) -> bytes:
-    """The slot of child `nib` of a node record (b"" if absent)."""
-    bm = (rec[0] << 8) | rec[1]
-    if not bm >> nib & 1:
-        return EMPTY
-    lm = (rec[2] << 8) | rec[3]
-    low = (1 << nib) - 1
-    i = _POP[bm & low]
-    li = _POP[lm & low]
-    h = 4 + 32 * i
-    x = 4 + 32 * _POP[bm] + 8 * (i - li) + 32 * li
-    if lm >> nib & 1:
-        return rec[h : h + 32] + rec[x : x + 32]
-    return rec[h : h + 32] + rec[x : x + 8]
-
-
-def make_node(slots: list[bytes]) -> tuple[bytes, bytes]:
-    """(record, hash) of a node from its 16 slots."""
-    bm = lm = 0
-    hashes: list[bytes] = []
-    extras: list[bytes] = []
-    for n in range(16):
-        s = slots[n]
-        if s:
-            bm |= 1 << n
-            if len(s) == LEAF_SLOT:
-                lm |= 1 << n
-            hashes.append(s[:32])
-            extras.append(s[32:])
-    bmb = bm.to_bytes(2, "big")
-    hs = b"".join(hashes)
-    return bmb + lm.to_bytes(2, "big") + hs + b"".join(extras), blake3(_NODE + bmb + hs).digest()
-
-
-def rewrite_node(rec: bytes, changes: list[tuple[int, bytes]]) -> tuple[bytes, bytes, bytes]:
-    """Apply (nibble, new slot) changes, ascending by nibble, to a node record.
-
-    Returns (record, hash, single_leaf): record is b"" if no child is left;
-    single_leaf is the slot of the only child when that child is a leaf (the node
-    then disappears and the leaf moves up), else b"".
-    """
-    bm = (rec[0] << 8) | rec[1]
-    lm = (rec[2] << 8) | rec[3]
-    xs = 4 + 32 * _POP[bm]
-    hparts: list[bytes] = []
-    xparts: list[bytes] = []
-    hpos, xpos = 4, xs
-    nbm, nlm = bm, lm
-    for nib, slot in changes:
-        bit = 1 << nib
-        low = bit - 1
-        i = _POP[bm & low]
-        li = _POP[lm & low]
-        h_at = 4 + 32 * i
-        x_at = xs + 8 * (i - li) + 32 * li
-        hparts.append(rec[hpos:h_at])
-        xparts.append(rec[xpos:x_at])
-        if bm & bit:
-            hpos = h_at + 32
-            xpos = x_at + (32 if lm & bit else 8)
-        else:
-            hpos, xpos = h_at, x_at
-        if slot:
-            hparts.append(slot[:32])
-            xparts.append(slot[32:])
-            nbm |= bit
-            if len(slot) == LEAF_SLOT:
-                nlm |= bit
-            else:
-                nlm &= ~bit
-        else:
-            nbm &= ~bit
-            nlm &= ~bit
-    hparts.append(rec[hpos:xs])
-    xparts.append(rec[xpos:])
-    if nbm == 0:
-        return EMPTY, EMPTY, EMPTY
-    hs = b"".join(hparts)
-    if nlm == nbm and _POP[nbm] == 1:
-        return EMPTY, EMPTY, hs + b"".join(xparts)
-    bmb = nbm.to_bytes(2, "big")
-    record = bmb + nlm.to_bytes(2, "big") + hs + b"".join(xparts)
-    return record, blake3(_NODE + bmb + hs).digest(), EMPTY
+_POP = _pure._POP
+_nibble = _pure._nibble
 
 
 def _slot_hash(slot: bytes) -> bytes:
@@ -186,7 +86,7 @@ def _check_bytes(what: str, b: object) -> bytes:
 class StagedVersion:
     """A computed but unwritten version: its root and the writes that make it."""
 
-    __slots__ = ("_new_nodes", "_ops", "_root_slot", "_stale_nodes", "root", "version")
+    __slots__ = ("_new_nodes", "_ops", "_removed", "_root_slot", "root", "version")
 
     def __init__(
         self,
@@ -194,14 +94,14 @@ class StagedVersion:
         root_slot: bytes,
         ops: list[tuple[bytes, bytes | None]],
         new_nodes: list[tuple[bytes, bytes]],
-        stale_nodes: list[bytes],
+        removed: list[bytes],
     ) -> None:
         self.version = version
         self.root = _slot_hash(root_slot)
         self._root_slot = root_slot
         self._ops = ops
         self._new_nodes = new_nodes
-        self._stale_nodes = stale_nodes
+        self._removed = removed
 
     def write_into(self, batch: WriteBatch) -> None:
         """Append this version's writes to `batch` (the caller writes it, sync=True)."""
@@ -220,6 +120,8 @@ class StateTree:
         self._cache: dict[bytes, bytes] = {}
         self._cache_used = 0
         self._cache_limit = cache_bytes
+        self._cache_version: int | None = None
+        """The version whose nodes `_cache` holds, keyed by path (see Updater)."""
         self.cache_misses = 0
         """Node reads during staging that the cache could not serve (for metrics)."""
         self._pending: StagedVersion | None = None
@@ -329,10 +231,20 @@ class StateTree:
             raise self._corrupt("bad value record")
         return record[3 + klen :]
 
-    def _load(self, nk: bytes) -> bytes:
-        rec = self._cache.get(nk)
-        if rec is not None:
-            return rec
+    def _clear_cache(self) -> None:
+        self._cache.clear()
+        self._cache_used = 0
+        self._cache_version = None
+
+    def _load(self, version: int | None, vbytes: bytes, path: bytes) -> bytes:
+        """The node at `path` written at `vbytes` (u64), in the tree of `version`."""
+        if version == self._cache_version:
+            rec = self._cache.get(path)
+            if rec is not None:
+                return rec
+        return self._read_node(keys.STATE_NODE + vbytes + path)
+
+    def _read_node(self, nk: bytes) -> bytes:
         rec = self.kv.get(nk)
         if rec is None:
             raise self._corrupt(f"missing tree node {nk[2:].hex()}")
@@ -342,16 +254,14 @@ class StateTree:
             raise self._corrupt(f"tree node {nk[2:].hex()}: {exc}") from None
         return rec
 
-    def _load_cached(self, nk: bytes) -> bytes:
-        """Load a node of the latest version, keeping it in the cache if there is room."""
-        rec = self._cache.get(nk)
-        if rec is not None:
-            return rec
+    def _load_cached(self, vbytes: bytes, path: bytes) -> bytes:
+        """Read a node of the cached (latest) version the cache lacks, keeping it in
+        the cache if there is room."""
         self.cache_misses += 1
-        rec = self._load(nk)
-        size = len(rec) + len(nk) + 120
+        rec = self._read_node(keys.STATE_NODE + vbytes + path)
+        size = len(rec) + len(path) + CACHE_ENTRY_OVERHEAD
         if self._cache_used + size <= self._cache_limit:
-            self._cache[nk] = rec
+            self._cache[path] = rec
             self._cache_used += size
         return rec
 
@@ -362,7 +272,7 @@ class StateTree:
         levels: list[tuple[int, bytes]] = []
         depth = 0
         while len(slot) == INTERNAL_SLOT:
-            rec = self._load(keys.STATE_NODE + slot[32:40] + encode_path(kh, depth))
+            rec = self._load(version, slot[32:40], encode_path(kh, depth))
             bm = (rec[0] << 8) | rec[1]
             nib = _nibble(kh, depth)
             end = 4 + 32 * _POP[bm]
@@ -405,27 +315,15 @@ class StateTree:
         self._pending = None
         if self.kv.get(keys.state_root_key(pending.version)) != pending._root_slot:
             return
-        cache = self._cache
-        used = self._cache_used
-        for nk in pending._stale_nodes:
-            rec = cache.pop(nk, None)
-            if rec is not None:
-                used -= len(rec) + len(nk) + 120
-        limit = self._cache_limit
-        new_nodes = pending._new_nodes
-        need = sum(len(rec) + len(nk) + 120 for nk, rec in new_nodes)
-        if used + need <= limit:
-            cache.update(new_nodes)
-            used += need
-        else:
-            # Upper nodes first: when the cache is full it keeps the hottest ones.
-            new_nodes.sort(key=lambda item: item[0][10])
-            for nk, rec in new_nodes:
-                size = len(rec) + len(nk) + 120
-                if used + size > limit:
-                    break
-                cache[nk] = rec
-                used += size
+        if self._cache_version != pending.version - 1 and self._cache_version is not None:
+            self._clear_cache()
+        # Rewritten nodes replace their cached predecessors in place; new paths are
+        # added while there is room. A pass reads nodes root first, so when the tree
+        # outgrows the cache the upper levels, read by every pass, are the ones kept.
+        used = promote(
+            self._cache, pending._new_nodes, pending._removed, self._cache_used, self._cache_limit
+        )
+        self._cache_version = pending.version
         self._cache_used = used
 
     def stage(
@@ -444,43 +342,19 @@ class StateTree:
         if isinstance(deletes, (bytes, str)) or not isinstance(deletes, Iterable):
             raise StateKeyError("deletes must be an iterable of bytes keys")
         # key hash -> (key, value or None, leaf slot or None)
-        ops: dict[bytes, tuple[bytes, bytes | None, bytes | None]] = {}
-        for key in deletes:
-            _check_bytes("key", key)
-            ops[blake3(key).digest()] = (key, None, None)
-        for key, value in puts.items():
-            if type(key) is not bytes or type(value) is not bytes:
-                _check_bytes("key", key)
-                _check_bytes("value", value)
-            if len(key) > MAX_KEY_LEN:
-                raise StateKeyError(f"state key of {len(key)} bytes exceeds {MAX_KEY_LEN}")
-            kh = blake3(key).digest()
-            ops[kh] = (key, value, blake3(_LEAF + kh + blake3(value).digest()).digest() + kh)
+        ops = hash_updates(puts.items(), deletes)
         khs = sorted(ops)
         leaves = [ops[kh][2] for kh in khs]
         old_root = EMPTY if latest is None else self._root_slot(latest)[1]
-        run = _Update(self, version, khs, leaves)
+        if self._cache_version != latest:
+            # The store moved on without this handle (another writer): start over.
+            self._clear_cache()
+            self._cache_version = latest
+        run = Updater(self._cache, self._load_cached, version, khs, leaves)
         new_root = run.update(old_root, 0, 0, len(khs))
-        vbytes = keys.u64(version)
-        # Sorted keys make LevelDB's memtable inserts ~25% cheaper than random order:
-        # node keys (S n) sort before the root pointer (S r), the stale record (S s)
-        # and the value records (S v), which come out in key-hash order already.
-        out: list[tuple[bytes, bytes | None]] = sorted(run.nodes)
-        out.append((keys.STATE_ROOT + vbytes, new_root))
-        changed = [khs[i] for i in run.changed]
-        if run.stale or changed:
-            stale = [len(run.stale).to_bytes(4, "big")]
-            stale.extend(nk[2:] for nk in run.stale)
-            stale.extend(changed)
-            out.append((keys.STATE_STALE + vbytes, b"".join(stale)))
-        value_prefix = keys.STATE_VALUE
-        for kh in changed:
-            key, new_value, _vh = ops[kh]
-            if new_value is None:
-                out.append((value_prefix + kh + vbytes, _VALUE_DELETED))
-            else:
-                out.append((value_prefix + kh + vbytes, b"".join((_VALUE_PRESENT, _U16[len(key)], key, new_value))))
-        staged = StagedVersion(version, new_root, out, run.nodes, run.stale)
+        # Sorted keys make LevelDB's memtable inserts ~25% cheaper than random order.
+        out = stage_writes(run, version, new_root, ops)
+        staged = StagedVersion(version, new_root, out, run.nodes, run.removed)
         self._pending = staged
         return staged
 
@@ -579,185 +453,3 @@ class StateTree:
             raise self._corrupt("bad value record")
         klen = (rec[1] << 8) | rec[2]
         return rec[3 : 3 + klen], rec[3 + klen :]
-
-
-class _Update:
-    """One staging pass: recursive update of the tree over sorted key hashes."""
-
-    __slots__ = (
-        "cache", "changed", "hexes", "khs", "leaves", "nodes", "stale", "tree", "vbytes", "version",
-    )
-
-    def __init__(
-        self, tree: StateTree, version: int, khs: list[bytes], leaves: list[bytes | None]
-    ) -> None:
-        self.tree = tree
-        self.cache = tree._cache
-        self.version = version
-        self.vbytes = version.to_bytes(8, "big")
-        self.khs = khs
-        self.hexes = [kh.hex() for kh in khs]
-        self.leaves = leaves
-        self.nodes: list[tuple[bytes, bytes]] = []
-        self.stale: list[bytes] = []
-        self.changed: list[int] = []
-
-    def build(self, items: list[tuple[bytes, bytes]], depth: int) -> bytes:
-        """Slot of a new subtree at `depth` holding exactly `items` (sorted (key hash,
-        leaf slot) pairs)."""
-        if len(items) == 1:
-            return items[0][1]
-        if not items:
-            return EMPTY
-        slots = [EMPTY] * 16
-        start = 0
-        n_items = len(items)
-        while start < n_items:
-            nib = _nibble(items[start][0], depth)
-            end = start + 1
-            while end < n_items and _nibble(items[end][0], depth) == nib:
-                end += 1
-            slots[nib] = self.build(items[start:end], depth + 1)
-            start = end
-        record, h = make_node(slots)
-        self.nodes.append((_NODE_PREFIX + self.vbytes + encode_path(items[0][0], depth), record))
-        return h + self.vbytes
-
-    def update(self, slot: bytes, depth: int, lo: int, hi: int) -> bytes:
-        """New slot for the subtree at `depth` after the ops khs[lo:hi]."""
-        if lo == hi:
-            return slot
-        khs, leaves = self.khs, self.leaves
-        size = len(slot)
-        if size == 0:
-            items = []
-            for i in range(lo, hi):
-                leaf = leaves[i]
-                if leaf is not None:
-                    items.append((khs[i], leaf))
-                    self.changed.append(i)
-            return self.build(items, depth)
-        if size == LEAF_SLOT:
-            lk = slot[32:64]
-            items = []
-            keep_old = True
-            for i in range(lo, hi):
-                kh, leaf = khs[i], leaves[i]
-                if kh == lk:
-                    keep_old = False
-                    if leaf != slot:
-                        self.changed.append(i)
-                    if leaf is not None:
-                        items.append((kh, leaf))
-                elif leaf is not None:
-                    items.append((kh, leaf))
-                    self.changed.append(i)
-            if keep_old:
-                if not items:
-                    return slot
-                bisect.insort(items, (lk, slot))
-            elif len(items) == 1 and items[0][1] == slot:
-                return slot
-            return self.build(items, depth)
-        kh0 = khs[lo]
-        half = depth >> 1
-        if depth & 1:
-            path = _DEPTH[depth] + kh0[:half] + _HIGH[kh0[half]]
-        else:
-            path = _DEPTH[depth] + kh0[:half]
-        nk = _NODE_PREFIX + slot[32:40] + path
-        rec = self.cache.get(nk)
-        if rec is None:
-            rec = self.tree._load_cached(nk)
-        hexes = self.hexes
-        first = hexes[lo][depth]
-        if first != hexes[hi - 1][depth]:
-            return self._update_many(slot, nk, rec, path, depth, lo, hi)
-        # One child changes (the common case below the top levels): splice it in.
-        nib = _HEX[first]
-        bit = 1 << nib
-        bm = (rec[0] << 8) | rec[1]
-        lm = (rec[2] << 8) | rec[3]
-        xs = 4 + 32 * _POP[bm]
-        i = _POP[bm & (bit - 1)]
-        li = _POP[lm & (bit - 1)]
-        h_at = 4 + 32 * i
-        x_at = xs + 8 * (i - li) + 32 * li
-        if bm & bit:
-            x_end = x_at + (32 if lm & bit else 8)
-            h_end = h_at + 32
-            child = rec[h_at:h_end] + rec[x_at:x_end]
-        else:
-            h_end, x_end = h_at, x_at
-            child = EMPTY
-        if hi - lo == 1 and len(child) != INTERNAL_SLOT:
-            # One key meeting an empty slot or a leaf: the bottom of most paths.
-            leaf = self.leaves[lo]
-            if not child:
-                if leaf is None:
-                    return slot
-                new = leaf
-                self.changed.append(lo)
-            elif child[32:] == khs[lo]:
-                if leaf == child:
-                    return slot
-                new = EMPTY if leaf is None else leaf
-                self.changed.append(lo)
-            elif leaf is None:
-                return slot
-            else:
-                self.changed.append(lo)
-                pair = [(child[32:], child), (khs[lo], leaf)]
-                pair.sort()
-                new = self.build(pair, depth + 1)
-        else:
-            new = self.update(child, depth + 1, lo, hi)
-            if new == child:
-                return slot
-        self.stale.append(nk)
-        if new:
-            nbm = bm | bit
-            nlm = lm | bit if len(new) == LEAF_SLOT else lm & ~bit
-            hs = rec[4:h_at] + new[:32] + rec[h_end:xs]
-            extras = rec[xs:x_at] + new[32:] + rec[x_end:]
-        else:
-            nbm = bm & ~bit
-            nlm = lm & ~bit
-            if nbm == 0:
-                return EMPTY
-            hs = rec[4:h_at] + rec[h_end:xs]
-            extras = rec[xs:x_at] + rec[x_end:]
-        if nlm == nbm and _POP[nbm] == 1:
-            return hs + extras
-        head = _U16[nbm]
-        self.nodes.append((_NODE_PREFIX + self.vbytes + path, head + _U16[nlm] + hs + extras))
-        return blake3(_NODE + head + hs).digest() + self.vbytes
-
-    def _update_many(
-        self, slot: bytes, nk: bytes, rec: bytes, path: bytes, depth: int, lo: int, hi: int
-    ) -> bytes:
-        hexes = self.hexes
-        changes: list[tuple[int, bytes]] = []
-        i = lo
-        while i < hi:
-            c = hexes[i][depth]
-            if hi - i > 24:
-                j = bisect.bisect_right(hexes, hexes[i][: depth + 1] + "g", i, hi)
-            else:
-                j = i + 1
-                while j < hi and hexes[j][depth] == c:
-                    j += 1
-            nib = _HEX[c]
-            child = node_child(rec, nib)
-            new = self.update(child, depth + 1, i, j)
-            if new != child:
-                changes.append((nib, new))
-            i = j
-        if not changes:
-            return slot
-        self.stale.append(nk)
-        record, h, single_leaf = rewrite_node(rec, changes)
-        if not record:
-            return single_leaf
-        self.nodes.append((_NODE_PREFIX + self.vbytes + path, record))
-        return h + self.vbytes

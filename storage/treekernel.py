@@ -1,0 +1,473 @@
+"""The hot half of the state tree: node records, hashing and the staging pass.
+
+storage.state keeps the tree's API, its reads and its bookkeeping; this module is
+the part that runs once per changed node when a block is staged. It is plain,
+fully typed Python, and it is also written to be compiled by mypyc: `make accel`
+(run by `make test`, `make devnet` and `make bench`) builds a compiled copy next
+to it, and storage.accel loads that copy only when it was built from exactly this
+source (else this module runs as it is; the two give identical results, which
+tests/storage/test_accel.py checks). Nothing here reads or writes the store: a
+node the cache lacks comes through the `load` callable the caller passes.
+
+Hashes and layouts are those of docs/storage.md and storage.proof.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable, Iterable
+from typing import Final
+
+from blake3 import blake3
+
+from storage import keys
+from storage.errors import StateKeyError
+
+# A child slot is one bytes object: b"" (no child), hash ‖ u64 version (40 bytes, an
+# internal node) or leaf hash ‖ key hash (64 bytes, a leaf; the value hash is in the
+# value index).
+#
+# A node record is u16 bitmap ‖ u16 leaf bitmap ‖ the hashes of its children ‖ their
+# extras (u64 version or key hash), both in nibble order. The hashes sit side by side
+# so that the node hash is one slice of the record and a proof level is two; a
+# rewrite copies the unchanged runs of the old record as slices.
+
+EMPTY: Final = b""
+INTERNAL_SLOT: Final = 40
+LEAF_SLOT: Final = 64
+MAX_KEY_LEN: Final = 0xFFFF
+
+_LEAF: Final = b"\x00"
+_NODE: Final = b"\x01"
+_POP: Final = tuple(bin(i).count("1") for i in range(1 << 16))
+_NODE_PREFIX: Final = keys.STATE_NODE
+_U16: Final = tuple(i.to_bytes(2, "big") for i in range(1 << 16))
+_DEPTH: Final = tuple(bytes([d]) for d in range(65))
+_HIGH: Final = tuple(bytes([b & 0xF0]) for b in range(256))
+_HEX: Final = {c: int(c, 16) for c in "0123456789abcdef"}
+
+def encode_path(key_hash: bytes, depth: int) -> bytes:
+    """u8 nibble count ‖ the nibbles packed two a byte (an odd last one high)."""
+    half = depth >> 1
+    if depth & 1:
+        return bytes([depth]) + key_hash[:half] + bytes([key_hash[half] & 0xF0])
+    return bytes([depth]) + key_hash[:half]
+
+
+def _nibble(kh: bytes, depth: int) -> int:
+    b = kh[depth >> 1]
+    return b & 0x0F if depth & 1 else b >> 4
+
+
+def check_node(rec: bytes) -> None:
+    """Raise ValueError unless `rec` is a well-formed node record."""
+    if len(rec) < 4:
+        raise ValueError("node record too short")
+    bm = (rec[0] << 8) | rec[1]
+    lm = (rec[2] << 8) | rec[3]
+    if bm == 0 or lm & ~bm:
+        raise ValueError("node bitmaps inconsistent")
+    cnt, leaves = _POP[bm], _POP[lm]
+    if len(rec) != 4 + 32 * cnt + 8 * (cnt - leaves) + 32 * leaves:
+        raise ValueError("node record length does not match its bitmaps")
+
+
+def node_child(rec: bytes, nib: int) -> bytes:
+    """The slot of child `nib` of a node record (b"" if absent)."""
+    bm = (rec[0] << 8) | rec[1]
+    if not bm >> nib & 1:
+        return EMPTY
+    lm = (rec[2] << 8) | rec[3]
+    low = (1 << nib) - 1
+    i = _POP[bm & low]
+    li = _POP[lm & low]
+    h = 4 + 32 * i
+    x = 4 + 32 * _POP[bm] + 8 * (i - li) + 32 * li
+    if lm >> nib & 1:
+        return rec[h : h + 32] + rec[x : x + 32]
+    return rec[h : h + 32] + rec[x : x + 8]
+
+
+def make_node(slots: list[bytes]) -> tuple[bytes, bytes]:
+    """(record, hash) of a node from its 16 slots."""
+    bm = lm = 0
+    hashes: list[bytes] = []
+    extras: list[bytes] = []
+    for n in range(16):
+        s = slots[n]
+        if s:
+            bm |= 1 << n
+            if len(s) == LEAF_SLOT:
+                lm |= 1 << n
+            hashes.append(s[:32])
+            extras.append(s[32:])
+    bmb = bm.to_bytes(2, "big")
+    hs = b"".join(hashes)
+    return bmb + lm.to_bytes(2, "big") + hs + b"".join(extras), blake3(_NODE + bmb + hs).digest()
+
+
+def rewrite_node(rec: bytes, changes: list[tuple[int, bytes]]) -> tuple[bytes, bytes, bytes]:
+    """Apply (nibble, new slot) changes, ascending by nibble, to a node record.
+
+    Returns (record, hash, single_leaf): record is b"" if no child is left;
+    single_leaf is the slot of the only child when that child is a leaf (the node
+    then disappears and the leaf moves up), else b"".
+    """
+    bm = (rec[0] << 8) | rec[1]
+    lm = (rec[2] << 8) | rec[3]
+    xs = 4 + 32 * _POP[bm]
+    hparts: list[bytes] = []
+    xparts: list[bytes] = []
+    hpos, xpos = 4, xs
+    nbm, nlm = bm, lm
+    for nib, slot in changes:
+        bit = 1 << nib
+        low = bit - 1
+        i = _POP[bm & low]
+        li = _POP[lm & low]
+        h_at = 4 + 32 * i
+        x_at = xs + 8 * (i - li) + 32 * li
+        hparts.append(rec[hpos:h_at])
+        xparts.append(rec[xpos:x_at])
+        if bm & bit:
+            hpos = h_at + 32
+            xpos = x_at + (32 if lm & bit else 8)
+        else:
+            hpos, xpos = h_at, x_at
+        if slot:
+            hparts.append(slot[:32])
+            xparts.append(slot[32:])
+            nbm |= bit
+            if len(slot) == LEAF_SLOT:
+                nlm |= bit
+            else:
+                nlm &= ~bit
+        else:
+            nbm &= ~bit
+            nlm &= ~bit
+    hparts.append(rec[hpos:xs])
+    xparts.append(rec[xpos:])
+    if nbm == 0:
+        return EMPTY, EMPTY, EMPTY
+    hs = b"".join(hparts)
+    if nlm == nbm and _POP[nbm] == 1:
+        return EMPTY, EMPTY, hs + b"".join(xparts)
+    bmb = nbm.to_bytes(2, "big")
+    record = bmb + nlm.to_bytes(2, "big") + hs + b"".join(xparts)
+    return record, blake3(_NODE + bmb + hs).digest(), EMPTY
+
+
+
+def hash_updates(
+    puts: Iterable[tuple[object, object]], deletes: Iterable[object]
+) -> dict[bytes, tuple[bytes, bytes | None, bytes | None]]:
+    """Key hash -> (key, value or None, leaf slot or None) for a block's updates,
+    after checking every key and value is bytes. A key both put and deleted is put."""
+    ops: dict[bytes, tuple[bytes, bytes | None, bytes | None]] = {}
+    # One hasher reset between inputs: a new BLAKE3 object per small input costs
+    # about half as much again as the hashing.
+    h = blake3()
+    for key in deletes:
+        if type(key) is not bytes:
+            raise StateKeyError(f"state key must be bytes, got {type(key).__name__}")
+        h.update(key)
+        ops[h.digest()] = (key, None, None)
+        h.reset()
+    for key, value in puts:
+        if type(key) is not bytes:
+            raise StateKeyError(f"state key must be bytes, got {type(key).__name__}")
+        if type(value) is not bytes:
+            raise StateKeyError(f"state value must be bytes, got {type(value).__name__}")
+        if len(key) > MAX_KEY_LEN:
+            raise StateKeyError(f"state key of {len(key)} bytes exceeds {MAX_KEY_LEN}")
+        h.update(key)
+        kh = h.digest()
+        h.reset()
+        h.update(value)
+        vh = h.digest()
+        h.reset()
+        h.update(_LEAF + kh + vh)
+        ops[kh] = (key, value, h.digest() + kh)
+        h.reset()
+    return ops
+
+
+class Updater:
+    """One staging pass: recursive update of the tree over sorted key hashes.
+
+    `cache` maps node paths (storage.keys' encoding, as `encode_path`) to the
+    records of the nodes of the latest committed version: a path names one node
+    of one tree, so a staging pass, which always starts from that version, can
+    look a node up by path alone. `load(u64 version, path)` reads a node the cache
+    lacks (and may add it to the cache). After `update` returns the new root slot,
+    `collect()` returns (and `nodes` then holds) the (path, record) pairs of the
+    nodes the version writes, sorted by path;
+    `stale` the store keys of the nodes it replaces, `removed` the paths where a
+    node existed and none does now, and `changed` the indexes (into `khs`) of the
+    keys whose value changed."""
+
+    __slots__ = (
+        "by_depth", "cache", "changed", "hexes", "khs", "leaves", "load", "nodes", "removed",
+        "stale", "vbytes",
+    )
+
+    def __init__(
+        self,
+        cache: dict[bytes, bytes],
+        load: Callable[[bytes, bytes], bytes],
+        version: int,
+        khs: list[bytes],
+        leaves: list[bytes | None],
+    ) -> None:
+        self.cache = cache
+        self.load = load
+        self.vbytes = version.to_bytes(8, "big")
+        self.khs = khs
+        self.hexes = [kh.hex() for kh in khs]
+        self.leaves = leaves
+        # New nodes per depth. A depth-first pass finishes the nodes of one depth in
+        # path order, so the depths concatenated are sorted by path (the path
+        # encoding starts with the depth): `collect` needs no sort.
+        self.by_depth: list[list[tuple[bytes, bytes]]] = [[] for _ in range(65)]
+        self.nodes: list[tuple[bytes, bytes]] = []
+        self.stale: list[bytes] = []
+        self.removed: list[bytes] = []
+        self.changed: list[int] = []
+
+    def collect(self) -> list[tuple[bytes, bytes]]:
+        """The (path, record) pairs of the new nodes, sorted by path, into `nodes`."""
+        nodes: list[tuple[bytes, bytes]] = []
+        for level in self.by_depth:
+            if level:
+                nodes.extend(level)
+        self.nodes = nodes
+        return nodes
+
+    def build(self, items: list[tuple[bytes, bytes]], depth: int) -> bytes:
+        """Slot of a new subtree at `depth` holding exactly `items` (sorted (key hash,
+        leaf slot) pairs)."""
+        if len(items) == 1:
+            return items[0][1]
+        if not items:
+            return EMPTY
+        slots = [EMPTY] * 16
+        start = 0
+        n_items = len(items)
+        while start < n_items:
+            nib = _nibble(items[start][0], depth)
+            end = start + 1
+            while end < n_items and _nibble(items[end][0], depth) == nib:
+                end += 1
+            slots[nib] = self.build(items[start:end], depth + 1)
+            start = end
+        record, h = make_node(slots)
+        self.by_depth[depth].append((encode_path(items[0][0], depth), record))
+        return h + self.vbytes
+
+    def update(self, slot: bytes, depth: int, lo: int, hi: int) -> bytes:
+        """New slot for the subtree at `depth` after the ops khs[lo:hi]."""
+        if lo == hi:
+            return slot
+        khs, leaves = self.khs, self.leaves
+        size = len(slot)
+        if size == 0:
+            items = []
+            for i in range(lo, hi):
+                leaf = leaves[i]
+                if leaf is not None:
+                    items.append((khs[i], leaf))
+                    self.changed.append(i)
+            return self.build(items, depth)
+        if size == LEAF_SLOT:
+            lk = slot[32:64]
+            items = []
+            keep_old = True
+            for i in range(lo, hi):
+                kh, leaf = khs[i], leaves[i]
+                if kh == lk:
+                    keep_old = False
+                    if leaf != slot:
+                        self.changed.append(i)
+                    if leaf is not None:
+                        items.append((kh, leaf))
+                elif leaf is not None:
+                    items.append((kh, leaf))
+                    self.changed.append(i)
+            if keep_old:
+                if not items:
+                    return slot
+                bisect.insort(items, (lk, slot))
+            elif len(items) == 1 and items[0][1] == slot:
+                return slot
+            return self.build(items, depth)
+        kh0 = khs[lo]
+        half = depth >> 1
+        if depth & 1:
+            path = _DEPTH[depth] + kh0[:half] + _HIGH[kh0[half]]
+        else:
+            path = _DEPTH[depth] + kh0[:half]
+        rec = self.cache.get(path)
+        if rec is None:
+            rec = self.load(slot[32:40], path)
+        hexes = self.hexes
+        first = hexes[lo][depth]
+        if first != hexes[hi - 1][depth]:
+            return self._update_many(slot, rec, path, depth, lo, hi)
+        # One child changes (the common case below the top levels): splice it in.
+        nib = _HEX[first]
+        bit = 1 << nib
+        bm = (rec[0] << 8) | rec[1]
+        lm = (rec[2] << 8) | rec[3]
+        xs = 4 + 32 * _POP[bm]
+        i = _POP[bm & (bit - 1)]
+        li = _POP[lm & (bit - 1)]
+        h_at = 4 + 32 * i
+        x_at = xs + 8 * (i - li) + 32 * li
+        if bm & bit:
+            x_end = x_at + (32 if lm & bit else 8)
+            h_end = h_at + 32
+            child = rec[h_at:h_end] + rec[x_at:x_end]
+        else:
+            h_end, x_end = h_at, x_at
+            child = EMPTY
+        if hi - lo == 1 and len(child) != INTERNAL_SLOT:
+            # One key meeting an empty slot or a leaf: the bottom of most paths.
+            leaf = self.leaves[lo]
+            if not child:
+                if leaf is None:
+                    return slot
+                new = leaf
+                self.changed.append(lo)
+            elif child[32:] == khs[lo]:
+                if leaf == child:
+                    return slot
+                new = EMPTY if leaf is None else leaf
+                self.changed.append(lo)
+            elif leaf is None:
+                return slot
+            else:
+                self.changed.append(lo)
+                pair = [(child[32:], child), (khs[lo], leaf)]
+                pair.sort()
+                new = self.build(pair, depth + 1)
+        else:
+            new = self.update(child, depth + 1, lo, hi)
+            if new == child:
+                return slot
+        self.stale.append(_NODE_PREFIX + slot[32:40] + path)
+        if new:
+            nbm = bm | bit
+            nlm = lm | bit if len(new) == LEAF_SLOT else lm & ~bit
+            hs = rec[4:h_at] + new[:32] + rec[h_end:xs]
+            extras = rec[xs:x_at] + new[32:] + rec[x_end:]
+        else:
+            nbm = bm & ~bit
+            nlm = lm & ~bit
+            if nbm == 0:
+                self.removed.append(path)
+                return EMPTY
+            hs = rec[4:h_at] + rec[h_end:xs]
+            extras = rec[xs:x_at] + rec[x_end:]
+        if nlm == nbm and _POP[nbm] == 1:
+            self.removed.append(path)
+            return hs + extras
+        head = _U16[nbm]
+        self.by_depth[depth].append((path, head + _U16[nlm] + hs + extras))
+        return blake3(_NODE + head + hs).digest() + self.vbytes
+
+    def _update_many(
+        self, slot: bytes, rec: bytes, path: bytes, depth: int, lo: int, hi: int
+    ) -> bytes:
+        hexes = self.hexes
+        changes: list[tuple[int, bytes]] = []
+        i = lo
+        while i < hi:
+            c = hexes[i][depth]
+            if hi - i > 24:
+                j = bisect.bisect_right(hexes, hexes[i][: depth + 1] + "g", i, hi)
+            else:
+                j = i + 1
+                while j < hi and hexes[j][depth] == c:
+                    j += 1
+            nib = _HEX[c]
+            child = node_child(rec, nib)
+            new = self.update(child, depth + 1, i, j)
+            if new != child:
+                changes.append((nib, new))
+            i = j
+        if not changes:
+            return slot
+        self.stale.append(_NODE_PREFIX + slot[32:40] + path)
+        record, h, single_leaf = rewrite_node(rec, changes)
+        if not record:
+            self.removed.append(path)
+            return single_leaf
+        self.by_depth[depth].append((path, record))
+        return h + self.vbytes
+
+
+CACHE_ENTRY_OVERHEAD: Final = 120
+"""Bytes a cached record costs beyond its record and path (objects, dict slot)."""
+
+
+def promote(
+    cache: dict[bytes, bytes],
+    nodes: list[tuple[bytes, bytes]],
+    removed: list[bytes],
+    used: int,
+    limit: int,
+) -> int:
+    """Make `cache` hold the version a staging pass computed: drop the `removed`
+    paths, overwrite or add the new `nodes` (add only while `used` stays within
+    `limit`; pass `nodes` upper levels first when that may bind). Returns the new
+    `used`."""
+    for path in removed:
+        old = cache.pop(path, None)
+        if old is not None:
+            used -= len(old) + len(path) + CACHE_ENTRY_OVERHEAD
+    for path, rec in nodes:
+        old = cache.get(path)
+        if old is not None:
+            cache[path] = rec
+            used += len(rec) - len(old)
+        else:
+            size = len(rec) + len(path) + CACHE_ENTRY_OVERHEAD
+            if used + size <= limit:
+                cache[path] = rec
+                used += size
+    return used
+
+
+_VALUE_PRESENT: Final = b"\x01"
+_VALUE_DELETED: Final = b"\x00"
+
+
+def stage_writes(
+    run: Updater,
+    version: int,
+    new_root: bytes,
+    ops: dict[bytes, tuple[bytes, bytes | None, bytes | None]],
+) -> list[tuple[bytes, bytes | None]]:
+    """The store writes of a finished pass, sorted as LevelDB likes them: the new
+    nodes (S n, by path), the root pointer (S r), the stale record (S s), then the
+    value records of the changed keys (S v, in key-hash order)."""
+    vbytes = version.to_bytes(8, "big")
+    node_prefix = keys.STATE_NODE + vbytes
+    out: list[tuple[bytes, bytes | None]] = [(node_prefix + path, rec) for path, rec in run.collect()]
+    out.append((keys.STATE_ROOT + vbytes, new_root))
+    khs = run.khs
+    changed = [khs[i] for i in run.changed]
+    if run.stale or changed:
+        stale = [len(run.stale).to_bytes(4, "big")]
+        for nk in run.stale:
+            stale.append(nk[2:])
+        stale.extend(changed)
+        out.append((keys.STATE_STALE + vbytes, b"".join(stale)))
+    value_prefix = keys.STATE_VALUE
+    for kh in changed:
+        key, new_value, _leaf = ops[kh]
+        if new_value is None:
+            out.append((value_prefix + kh + vbytes, _VALUE_DELETED))
+        else:
+            out.append((value_prefix + kh + vbytes, _VALUE_PRESENT + _U16[len(key)] + key + new_value))
+    return out
