@@ -194,7 +194,8 @@ class Daemon:
 
     async def tx_intake_loop(self) -> None:
         """Check queued peer transactions into the mempool and queue the accepted ones
-        for the peers that lack them, yielding every INTAKE_CHUNK transactions."""
+        for the peers that lack them, yielding every INTAKE_CHUNK transactions and
+        waiting while a block is applied (the GIL is shared with the apply thread)."""
         from node.mempool import MempoolError
 
         node = self.node
@@ -203,6 +204,11 @@ class Daemon:
             self._intake_wake = trio.Event()
             done = 0
             while self._intake:
+                if done % INTAKE_CHUNK == 0 and node.apply_lock.locked():
+                    # a block is being applied on a worker thread (consensus waits for it):
+                    # leave it the interpreter, check the queued transactions after
+                    async with node.apply_lock:
+                        pass
                 tx, tx_hash = self._intake.popleft()
                 try:
                     node.mempool.add(tx)

@@ -146,18 +146,20 @@ def presign(accounts: list[crypto.PrivateKey], start_nonces: list[int], total: i
     return out
 
 
-def sender(url: str, txs: list[bytes], rate: float, t0: float, stats: Stats) -> None:
-    """Submit ``txs`` at ``rate`` per second from ``t0``; batches when behind schedule."""
+def sender(url: str, txs: list[bytes], rate: float, t0: float, stats: Stats, max_batch: int = MAX_BATCH,
+           tick: float = SEND_TICK_S) -> None:  # fmt: skip
+    """Submit ``txs`` at ``rate`` per second from ``t0``: every ``tick`` seconds what fell
+    due, as one JSON-RPC batch of at most ``max_batch`` calls."""
     client = RpcClient(url, timeout=30)
     k = 0
     while k < len(txs):
         due = t0 + k / rate
         now = time.monotonic()
         if now < due:
-            time.sleep(max(min(due - now, POLL_S), SEND_TICK_S))
+            time.sleep(max(min(due - now, POLL_S), tick))
             continue
         behind = int((now - t0) * rate) - k + 1
-        chunk = txs[k : k + max(1, min(MAX_BATCH, behind))]
+        chunk = txs[k : k + max(1, min(max_batch, behind))]
         stamp = time.monotonic()
         try:
             results = client.batch([("broadcast_tx_sync", {"tx": d.hex()}) for d in chunk])
@@ -207,7 +209,8 @@ def watch(client: RpcClient, start_height: int, stats: Stats, stop_at: float, do
 
 
 def run(urls: list[str], funder: crypto.PrivateKey, doc: GenesisDoc, rate: float, duration: float,
-        n_accounts: int, drain: float, setup_timeout: float) -> dict[str, object]:  # fmt: skip
+        n_accounts: int, drain: float, setup_timeout: float, *, max_batch: int = MAX_BATCH,
+        send_tick: float = SEND_TICK_S) -> dict[str, object]:  # fmt: skip
     main_client = RpcClient(urls[0], timeout=30)
     total = max(1, int(rate * duration))
     accounts, card_id = setup(main_client, funder, doc.chain_id, doc.app_params, n_accounts,
@@ -224,7 +227,8 @@ def run(urls: list[str], funder: crypto.PrivateKey, doc: GenesisDoc, rate: float
     done = threading.Event()
     t0 = time.monotonic() + 0.2
     threads = [
-        threading.Thread(target=sender, args=(u, txs, rate * len(txs) / total, t0, stats), daemon=True)
+        threading.Thread(target=sender, args=(u, txs, rate * len(txs) / total, t0, stats, max_batch, send_tick),
+                         daemon=True)
         for u, txs in zip(urls, per_url, strict=True) if txs
     ]  # fmt: skip
     for t in threads:
@@ -267,14 +271,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--accounts", type=int, default=20, help="fresh accounts sending in parallel")
     ap.add_argument("--drain", type=float, default=15.0, help="seconds to wait for stragglers after sending")
     ap.add_argument("--setup-timeout", type=float, default=60.0)
+    ap.add_argument("--max-batch", type=int, default=MAX_BATCH,
+                    help="most broadcast_tx_sync calls per JSON-RPC batch (the node's [rpc] max_batch_size)")
+    ap.add_argument("--send-tick-ms", type=float, default=SEND_TICK_S * 1000,
+                    help="a sender sends what fell due at most this often")
     args = ap.parse_args(argv)
-    if args.rate <= 0 or args.duration <= 0 or args.accounts < 1 or args.drain < 0:
+    if args.rate <= 0 or args.duration <= 0 or args.accounts < 1 or args.drain < 0 or args.max_batch < 1:
         ap.error("--rate and --duration must be positive, --accounts at least 1")
     urls = args.url or ["http://127.0.0.1:26657"]
     try:
         doc = GenesisDoc.load(args.home / "config" / "genesis.json")
         funder = read_key_file(args.funder_key or args.home / "config" / "priv_validator_key.json")
-        result = run(urls, funder, doc, args.rate, args.duration, args.accounts, args.drain, args.setup_timeout)
+        result = run(urls, funder, doc, args.rate, args.duration, args.accounts, args.drain, args.setup_timeout,
+                     max_batch=args.max_batch, send_tick=args.send_tick_ms / 1000)  # fmt: skip
     except (LoadgenError, NodeError, ChainError) as exc:
         print(f"loadgen: {exc}", file=sys.stderr)
         return 1

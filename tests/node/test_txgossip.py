@@ -114,3 +114,37 @@ def test_peer_batches_are_pooled_relayed_batched_and_bad_ones_banned(
             nursery.cancel_scope.cancel()
 
     trio.run(main)
+
+
+def test_intake_checks_nothing_while_a_block_is_applied() -> None:
+    from collections import deque
+    from types import SimpleNamespace
+
+    from node.daemon import INTAKE_CHUNK, Daemon
+
+    added: list[bytes] = []
+    shared: list[bytes] = []
+
+    async def main() -> None:
+        node = SimpleNamespace(apply_lock=trio.Lock(),
+                               mempool=SimpleNamespace(add=added.append),
+                               share_tx=lambda tx, h: shared.append(h))
+        d = Daemon.__new__(Daemon)
+        d.node = node  # type: ignore[assignment]
+        d._intake = deque()
+        d._intake_wake = trio.Event()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(d.tx_intake_loop)
+            await node.apply_lock.acquire()
+            d._intake.extend((bytes([i]), bytes([i]) * 32) for i in range(INTAKE_CHUNK + 5))
+            d._intake_wake.set()
+            await trio.sleep(0.05)
+            assert added == []  # the apply holds the lock: nothing checked meanwhile
+            node.apply_lock.release()
+            with trio.fail_after(5):
+                while len(added) < INTAKE_CHUNK + 5:
+                    await trio.sleep(0.01)
+            assert len(shared) == INTAKE_CHUNK + 5
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
