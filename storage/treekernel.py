@@ -40,7 +40,6 @@ MAX_KEY_LEN: Final = 0xFFFF
 _LEAF: Final = b"\x00"
 _NODE: Final = b"\x01"
 _POP: Final = tuple(bin(i).count("1") for i in range(1 << 16))
-_NODE_PREFIX: Final = keys.STATE_NODE
 _U16: Final = tuple(i.to_bytes(2, "big") for i in range(1 << 16))
 _DEPTH: Final = tuple(bytes([d]) for d in range(65))
 _HIGH: Final = tuple(bytes([b & 0xF0]) for b in range(256))
@@ -202,12 +201,12 @@ class Updater:
     lacks (and may add it to the cache). After `update` returns the new root slot,
     `collect()` returns (and `nodes` then holds) the (path, record) pairs of the
     nodes the version writes, sorted by path;
-    `stale` the store keys of the nodes it replaces, `removed` the paths where a
+    `stale` the u64 version ‖ path of the nodes it replaces, `removed` the paths where a
     node existed and none does now, and `changed` the indexes (into `khs`) of the
     keys whose value changed."""
 
     __slots__ = (
-        "by_depth", "cache", "changed", "hexes", "khs", "leaves", "load", "nodes", "removed",
+        "by_depth", "cache", "changed", "hasher", "hexes", "khs", "leaves", "load", "nodes", "removed",
         "stale", "vbytes",
     )
 
@@ -222,6 +221,7 @@ class Updater:
         self.cache = cache
         self.load = load
         self.vbytes = version.to_bytes(8, "big")
+        self.hasher = blake3()  # reset after each node: cheaper than a new one per node
         self.khs = khs
         self.hexes = [kh.hex() for kh in khs]
         self.leaves = leaves
@@ -354,7 +354,7 @@ class Updater:
             new = self.update(child, depth + 1, lo, hi)
             if new == child:
                 return slot
-        self.stale.append(_NODE_PREFIX + slot[32:40] + path)
+        self.stale.append(slot[32:40] + path)
         if new:
             nbm = bm | bit
             nlm = lm | bit if len(new) == LEAF_SLOT else lm & ~bit
@@ -370,10 +370,14 @@ class Updater:
             extras = rec[xs:x_at] + rec[x_end:]
         if nlm == nbm and _POP[nbm] == 1:
             self.removed.append(path)
-            return hs + extras
+            return hs + extras  # the only child left is a leaf: it moves up
         head = _U16[nbm]
         self.by_depth[depth].append((path, head + _U16[nlm] + hs + extras))
-        return blake3(_NODE + head + hs).digest() + self.vbytes
+        h = self.hasher
+        h.update(_NODE + head + hs)
+        digest: bytes = h.digest()
+        h.reset()
+        return digest + self.vbytes
 
     def _update_many(
         self, slot: bytes, rec: bytes, path: bytes, depth: int, lo: int, hi: int
@@ -397,7 +401,7 @@ class Updater:
             i = j
         if not changes:
             return slot
-        self.stale.append(_NODE_PREFIX + slot[32:40] + path)
+        self.stale.append(slot[32:40] + path)
         record, h, single_leaf = rewrite_node(rec, changes)
         if not record:
             self.removed.append(path)
@@ -459,8 +463,7 @@ def stage_writes(
     changed = [khs[i] for i in run.changed]
     if run.stale or changed:
         stale = [len(run.stale).to_bytes(4, "big")]
-        for nk in run.stale:
-            stale.append(nk[2:])
+        stale.extend(run.stale)
         stale.extend(changed)
         out.append((keys.STATE_STALE + vbytes, b"".join(stale)))
     value_prefix = keys.STATE_VALUE
