@@ -174,3 +174,31 @@ def test_kernel_in_use_is_reported() -> None:
     assert default_state.KERNEL in ("compiled", "pure")
     if compiled_files() and not accel.os.environ.get(accel.PURE_ENV):
         assert default_state.KERNEL == "compiled"
+
+
+def test_accel_tool_falls_back_when_the_build_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No compiler (or mypyc): `make accel` says so, leaves no build behind and
+    succeeds, so the node runs plain Python; --strict makes it fail."""
+    from tools import accel as tool
+
+    pkg = tmp_path / "fakepkg"
+    pkg.mkdir()
+    (pkg / "thing.py").write_text("VALUE = 1\n")
+    stale = pkg / "_thing_c.cpython-311-x86_64-linux-gnu.so"
+    stale.write_bytes(b"an old build")
+    monkeypatch.setattr(tool, "ROOT", tmp_path)
+    monkeypatch.setattr(tool, "BUILD_DIR", tmp_path / "build")
+    monkeypatch.setattr(tool, "MODULES", ("fakepkg.thing",))
+
+    def no_compiler(module: str) -> None:
+        raise RuntimeError("error: command 'gcc' failed: No such file or directory")
+
+    monkeypatch.setattr(tool, "build", no_compiler)
+    monkeypatch.setattr(sys, "argv", ["accel"])
+    assert tool.main() == 0
+    assert "could not compile fakepkg.thing" in capsys.readouterr().err
+    assert not stale.exists()
+    monkeypatch.setattr(sys, "argv", ["accel", "--strict"])
+    assert tool.main() == 1
