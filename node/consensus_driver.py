@@ -59,6 +59,7 @@ from node import wire
 from node.log import get_logger
 from node.node import ConsensusFailure, Node
 from p2p import BLOCKS, CONSENSUS, NotConnected
+from p2p.gossip import message_id
 
 log = get_logger("consensus")
 
@@ -77,7 +78,8 @@ def wall_ms() -> int:
 @dataclass(frozen=True, slots=True)
 class _PeerMsg:
     peer: bytes
-    msg: wire.ProposalMessage | wire.VoteMessage | wire.CommitMessage | wire.EvidenceMessage
+    msg: (wire.ProposalMessage | wire.VoteMessage | wire.CommitMessage | wire.EvidenceMessage
+          | wire.CompactProposal)
     frame: bytes
     frame_id: bytes
 
@@ -134,6 +136,12 @@ class ConsensusDriver:
         self.sign_refusals = 0
         self._sent_commit: dict[bytes, int] = {}
         self._parked: deque[_PeerMsg] = deque(maxlen=PARKED_MAX)
+        self._unrelayed: dict[bytes, tuple[Proposal, bytes]] = {}
+        """Block hash -> (proposal, compact frame id) of compact proposals we accepted but
+        could not rebuild: relayed in full once the block arrives."""
+        self.compact_rebuilt = 0
+        self.compact_missing = 0
+        """Compact proposals rebuilt from local transactions / that needed the block fetched."""
 
     # --- public ----------------------------------------------------------------------
 
@@ -211,7 +219,7 @@ class ConsensusDriver:
 
     @staticmethod
     def _message_height(msg: Any) -> int:
-        if isinstance(msg, wire.ProposalMessage):
+        if isinstance(msg, wire.ProposalMessage | wire.CompactProposal):
             return int(msg.proposal.height)
         if isinstance(msg, wire.VoteMessage):
             return int(msg.vote.height)
@@ -300,6 +308,14 @@ class ConsensusDriver:
                     actions = r.on_proposal(msg.proposal, block, now_ms=now)
                     # checked by the core (signature, proposer) only at its own height
                     relay = msg.proposal.height == r.core.height
+                elif isinstance(msg, wire.CompactProposal):
+                    block_or_none = self._expand(msg)
+                    actions = r.on_proposal(msg.proposal, block_or_none, now_ms=now)
+                    # a compact proposal is relayed only once rebuilt and checked against
+                    # the header, so a relayer is never blamed for a bad proposer's hashes
+                    relay = msg.proposal.height == r.core.height and block_or_none is not None
+                    if block_or_none is None and msg.proposal.height == r.core.height:
+                        self._unrelayed[msg.proposal.block_hash] = (msg.proposal, item.frame_id)
                 elif isinstance(msg, wire.VoteMessage):
                     relay = msg.vote.height == r.core.height
                     actions = r.on_vote(msg.vote, now_ms=now)
@@ -321,6 +337,7 @@ class ConsensusDriver:
             if item.block.header.height != r.core.height:
                 return
             actions = r.on_block(item.block, now_ms=now)
+            self._relay_fetched(item.block)
         elif isinstance(item, _Verdict):
             if item.height != r.core.height:
                 return
@@ -367,12 +384,44 @@ class ConsensusDriver:
             elif isinstance(a, c.ReportEvidence):
                 self._add_evidence(a.evidence, gossip=True)
 
+    def _expand(self, msg: wire.CompactProposal) -> Block | None:
+        """The block of a compact proposal from our mempool and recent gossip, or None
+        if a transaction is missing (the core then asks peers for the block)."""
+        block, missing = wire.expand_compact(msg, self.node.limits, self.node.lookup_tx)
+        if missing:
+            self.compact_missing += 1
+            log.debug("compact proposal: transactions missing, fetching the block",
+                      height=msg.proposal.height, missing=missing)
+            return None
+        self.compact_rebuilt += 1
+        return block
+
+    def _relay_fetched(self, block: Block) -> None:
+        """A fetched block completes a compact proposal we could not rebuild: relay the
+        proposal in full to the peers that did not send it to us."""
+        pending = self._unrelayed.pop(block.hash(), None)
+        if pending is None:
+            return
+        proposal, compact_id = pending
+        if proposal.height != self.replica.core.height:
+            return
+        frame = wire.encode(wire.ProposalMessage(proposal, block.encode()))
+        frame_id = message_id(frame)
+        self.node.observe(frame_id, None)
+        senders = self.node.seen.senders(compact_id) | self.node.seen.senders(frame_id)
+        for peer in list(self.node.peers):
+            if peer not in senders:
+                self._send_to(peer, CONSENSUS, frame)
+
     def _broadcast(self, a: c.Broadcast) -> None:
         msg = a.message
         if isinstance(msg, Proposal):
             if a.block is None:
                 return
-            frame = wire.encode(wire.ProposalMessage(msg, a.block.encode()))
+            if any(a.block.lane(lane) for lane in LANES):
+                frame = wire.encode(wire.CompactProposal.from_block(msg, a.block))
+            else:
+                frame = wire.encode(wire.ProposalMessage(msg, a.block.encode()))
         else:
             frame = wire.encode(wire.VoteMessage(msg))
         self.node.gossip(CONSENSUS, frame)
@@ -484,6 +533,7 @@ class ConsensusDriver:
             raise ConsensusFailure(
                 f"block {h} decided by the validators does not apply here: {exc}") from exc
         self.replica.decided(h)
+        self._unrelayed.clear()
         return self.replica.set_next_validators(h + 1, node.state.validator_set(h + 1),
                                                 now_ms=wall_ms())
 

@@ -183,7 +183,10 @@ class Daemon:
         now = trio.current_time()
         for tx in txs:
             tx_hash = txm.tx_hash(tx)
-            if not gossip.observe(tx_hash, peer, now) or mempool.seen(tx_hash):
+            if not gossip.observe(tx_hash, peer, now):
+                continue
+            gossip.remember(tx_hash, tx)
+            if mempool.seen(tx_hash):
                 continue
             if len(self._intake) >= INTAKE_MAX:
                 self.intake_dropped += 1

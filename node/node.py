@@ -455,6 +455,11 @@ class Node:
         if self.tx_gossip.queue(tx_bytes, tx_hash, self.peers):
             self.tx_gossip_wake.set()
 
+    def lookup_tx(self, tx_hash: bytes) -> bytes | None:
+        """A transaction this node holds by hash: pooled, or seen lately (compact proposals)."""
+        found = self.mempool.get(tx_hash)
+        return found if found is not None else self.tx_gossip.recent(tx_hash)
+
     # --- NodeView --------------------------------------------------------------------------
 
     def sync_info(self) -> SyncInfo:
@@ -484,6 +489,7 @@ class Node:
         self.metrics.mempool_size.set(getattr(self.mempool, "size", 0))
         if self.host is not None:
             self.tx_gossip.observe(result.tx_hash, None, trio.current_time())
+            self.tx_gossip.remember(result.tx_hash, tx_bytes)
             self.share_tx(tx_bytes, result.tx_hash)
         return result
 

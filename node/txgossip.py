@@ -32,13 +32,18 @@ FLUSH_DELAY = 0.01
 arrives meanwhile leaves in the same frame (10 ms at 1,000 tx/s: ~10 txs a frame)."""
 MAX_PENDING_BYTES = 4 * 1024 * 1024
 """Bytes of transactions queued for one peer at most (the channel's queue size)."""
+RECENT_TXS = 50_000
+"""Transactions first seen lately kept by hash (a compact proposal is rebuilt from the
+mempool and these: a transaction may still wait in the intake queue, or have failed
+here for a reason the proposer's state did not share)."""
 
 
 class TxGossip:
     """Outgoing transactions per peer and the seen-cache of transaction hashes."""
 
     def __init__(self, limits: Limits, *, max_pending_bytes: int = MAX_PENDING_BYTES,
-                 seen_capacity: int = 200_000, seen_ttl: float = 120.0) -> None:
+                 seen_capacity: int = 200_000, seen_ttl: float = 120.0,
+                 recent_capacity: int = RECENT_TXS) -> None:
         self.limits = limits
         self.max_pending_bytes = max_pending_bytes
         self.seen = SeenCache(capacity=seen_capacity, ttl=seen_ttl)
@@ -49,6 +54,21 @@ class TxGossip:
         """Transactions not queued because a peer's queue was full (a counter)."""
         self.frames_built = 0
         self.txs_queued = 0
+        self.recent_capacity = recent_capacity
+        self._recent: dict[bytes, bytes] = {}
+
+    def remember(self, tx_hash: bytes, tx_bytes: bytes) -> None:
+        """Keep a transaction seen for the first time (bounded, oldest forgotten first)."""
+        recent = self._recent
+        if tx_hash in recent:
+            return
+        recent[tx_hash] = tx_bytes
+        if len(recent) > self.recent_capacity:
+            del recent[next(iter(recent))]
+
+    def recent(self, tx_hash: bytes) -> bytes | None:
+        """A transaction kept by :meth:`remember`, if still there."""
+        return self._recent.get(tx_hash)
 
     def observe(self, tx_hash: bytes, sender: bytes | None, now: float) -> bool:
         """Record that ``sender`` (None: ourselves) has ``tx_hash``; True the first time."""

@@ -19,6 +19,7 @@ consensus   1    ProposalMessage   proposal, block bytes
 consensus   2    VoteMessage       vote
 consensus   3    CommitMessage     commit, block bytes (b"" when not sent along)
 consensus   4    EvidenceMessage   duplicate-vote evidence
+consensus   5    CompactProposal   proposal, block shell (lanes empty), each lane's tx hashes
 blocks      16   Status            stored height, base (lowest retained) height
 blocks      17   BlockRequest      height
 blocks      18   BlockResponse     block bytes, commit bytes
@@ -29,6 +30,13 @@ mempool     32   TxMessage         transaction bytes
 mempool     33   TxBatchMessage    transactions (1..MAX_BATCH_TXS, within the frame limit)
 ==========  ===  ===================================================================
 
+A proposer sends its proposal as ``CompactProposal``: the block without its
+transactions plus, per lane, the concatenated 32-byte hashes of its
+transactions, which peers normally hold already (gossip). A peer rebuilds the
+block with :func:`expand_compact` from what it has; the header's lane roots must
+match (the hashes are checked against the signed header), and a peer missing
+any transaction asks for the whole block (``CandidateRequest``).
+
 Transactions are gossiped as ``TxBatchMessage``: everything a node has for a
 peer when its gossip flusher wakes goes out as one frame (or a few, each within
 the mempool channel's frame limit), so a peer decodes, de-duplicates and relays
@@ -37,6 +45,7 @@ per transaction but pays the per-frame costs once per batch.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -49,8 +58,11 @@ from chain.encoding import (
 )
 from chain.errors import ChainError
 from chain.params import AppParams, ConsensusParams
+from chain.tx import tx_hash
 from chain.types import (
+    LANES,
     MAX_COMMIT_BYTES,
+    MAX_LANE_TXS,
     Block,
     Commit,
     DuplicateVoteEvidence,
@@ -154,6 +166,61 @@ class EvidenceMessage:
 
     def fields(self) -> list[Any]:
         return [self.evidence.to_list()]
+
+
+@dataclass(frozen=True, slots=True)
+class CompactProposal:
+    """A signed proposal with its block as a shell plus transaction hashes."""
+
+    TAG = 5
+    proposal: Proposal
+    """The signed proposal."""
+    shell_bytes: bytes
+    """The block's encoding with all four lanes empty (its header commits to the real lanes)."""
+    lane_hashes: tuple[bytes, bytes, bytes, bytes]
+    """Per lane (cards, seeders, keys, txs), the 32-byte hashes of its transactions, concatenated."""
+
+    @classmethod
+    def from_block(cls, proposal: Proposal, block: Block) -> CompactProposal:
+        shell = Block(block.header, (), (), (), (), block.last_commit, block.evidence)
+        hashes = tuple(b"".join(tx_hash(tx) for tx in block.lane(lane)) for lane in LANES)
+        return cls(proposal, shell.encode(), hashes)  # type: ignore[arg-type]
+
+    def fields(self) -> list[Any]:
+        return [self.proposal.to_list(), self.shell_bytes, *self.lane_hashes]
+
+
+def expand_compact(msg: CompactProposal, limits: Limits,
+                   lookup: Callable[[bytes], bytes | None]) -> tuple[Block, int]:
+    """The block of a compact proposal rebuilt from ``lookup`` (tx hash -> tx bytes)
+    and the number of transactions ``lookup`` did not have (the block is only
+    usable when that is 0). Raises :class:`WireError` for a shell that does not decode
+    or carries transactions, and, once every transaction was found, for hashes that do
+    not match the header's lane roots (the sender's fault: honest nodes relay only
+    compact proposals they rebuilt and checked)."""
+    shell = decode_block(msg.shell_bytes, limits)
+    if any(shell.lane(lane) for lane in LANES):
+        raise WireError("compact proposal: the shell carries transactions")
+    lanes: list[tuple[bytes, ...]] = []
+    missing = 0
+    for blob in msg.lane_hashes:
+        txs: list[bytes] = []
+        for i in range(0, len(blob), 32):
+            tx = lookup(blob[i:i + 32])
+            if tx is None:
+                missing += 1
+            else:
+                txs.append(tx)
+        lanes.append(tuple(txs))
+    block = Block(shell.header, lanes[0], lanes[1], lanes[2], lanes[3], shell.last_commit,
+                  shell.evidence)
+    if missing:
+        return block, missing
+    try:
+        block.verify_roots()
+    except ChainError as exc:
+        raise WireError(f"compact proposal: {exc}") from exc
+    return block, 0
 
 
 # --- blocks channel ------------------------------------------------------------------
@@ -265,7 +332,8 @@ class TxBatchMessage:
 
 
 Message = (
-    ProposalMessage | VoteMessage | CommitMessage | EvidenceMessage | Status | BlockRequest
+    ProposalMessage | VoteMessage | CommitMessage | EvidenceMessage | CompactProposal | Status
+    | BlockRequest
     | BlockResponse | NoBlock | CandidateRequest | CandidateBlock | TxMessage | TxBatchMessage
 )
 
@@ -274,6 +342,7 @@ CHANNEL_OF: Final[dict[int, int]] = {
     VoteMessage.TAG: CONSENSUS,
     CommitMessage.TAG: CONSENSUS,
     EvidenceMessage.TAG: CONSENSUS,
+    CompactProposal.TAG: CONSENSUS,
     Status.TAG: BLOCKS,
     BlockRequest.TAG: BLOCKS,
     BlockResponse.TAG: BLOCKS,
@@ -342,6 +411,17 @@ def _decode_fields(tag: int, rest: list[Any], limits: Limits) -> Message:
     if tag == EvidenceMessage.TAG:
         f = _fields(rest, 1, "evidence message")
         return EvidenceMessage(DuplicateVoteEvidence.from_list(f[0]))
+    if tag == CompactProposal.TAG:
+        f = _fields(rest, 6, "compact proposal")
+        shell = _block(f[1], "compact_proposal.shell", limits)
+        hashes = []
+        for lane, raw in zip(LANES, f[2:], strict=True):
+            blob = take_bytes(raw, f"compact_proposal.{lane}", max_len=32 * MAX_LANE_TXS)
+            if len(blob) % 32:
+                raise WireError(f"compact proposal: {lane} hashes of {len(blob)} bytes")
+            hashes.append(blob)
+        return CompactProposal(Proposal.from_list(f[0]), shell,
+                               (hashes[0], hashes[1], hashes[2], hashes[3]))
     if tag == Status.TAG:
         f = _fields(rest, 2, "status")
         height = take_int(f[0], "status.height", 0, _MAX_HEIGHT)
