@@ -57,6 +57,7 @@ stage_writes: Callable[
 ] = _kernel.stage_writes
 CACHE_ENTRY_OVERHEAD = _pure.CACHE_ENTRY_OVERHEAD
 check_node = _pure.check_node
+node_hash = _pure.node_hash
 node_child = _pure.node_child
 encode_path = _pure.encode_path
 
@@ -236,13 +237,17 @@ class StateTree:
         self._cache_used = 0
         self._cache_version = None
 
-    def _load(self, version: int | None, vbytes: bytes, path: bytes) -> bytes:
-        """The node at `path` written at `vbytes` (u64), in the tree of `version`."""
-        if version == self._cache_version:
-            rec = self._cache.get(path)
-            if rec is not None:
-                return rec
-        return self._read_node(keys.STATE_NODE + vbytes + path)
+    def _load(self, slot: bytes, path: bytes) -> bytes:
+        """The internal node `slot` (hash ‖ u64 version) points to, at `path`.
+
+        The cache holds one version's node at each path; a cached record is used
+        when it hashes to the slot's hash, which makes it the very node asked for
+        whatever version is being read, and whatever a concurrent staging pass in
+        another thread is doing to the cache."""
+        rec = self._cache.get(path)
+        if rec is not None and node_hash(rec) == slot[:32]:
+            return rec
+        return self._read_node(keys.STATE_NODE + slot[32:40] + path)
 
     def _read_node(self, nk: bytes) -> bytes:
         rec = self.kv.get(nk)
@@ -272,7 +277,7 @@ class StateTree:
         levels: list[tuple[int, bytes]] = []
         depth = 0
         while len(slot) == INTERNAL_SLOT:
-            rec = self._load(version, slot[32:40], encode_path(kh, depth))
+            rec = self._load(slot, encode_path(kh, depth))
             bm = (rec[0] << 8) | rec[1]
             nib = _nibble(kh, depth)
             end = 4 + 32 * _POP[bm]

@@ -71,6 +71,12 @@ def check_node(rec: bytes) -> None:
         raise ValueError("node record length does not match its bitmaps")
 
 
+def node_hash(rec: bytes) -> bytes:
+    """The hash of a node record: BLAKE3(0x01 ‖ bitmap ‖ child hashes)."""
+    end = 4 + 32 * _POP[(rec[0] << 8) | rec[1]]
+    return blake3(_NODE + rec[:2] + rec[4:end]).digest()
+
+
 def node_child(rec: bytes, nib: int) -> bytes:
     """The slot of child `nib` of a node record (b"" if absent)."""
     bm = (rec[0] << 8) | rec[1]

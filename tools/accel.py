@@ -77,27 +77,37 @@ def build(module: str) -> None:
         src.read_text()
         + f'\n\nSOURCE_BLAKE3 = "{digest}"\n"""BLAKE3 of the source this build was made from."""\n'
     )
+    cwd = os.getcwd()
     try:
         from mypyc.build import mypycify
         from setuptools import setup
 
-        rel = str(copy.relative_to(ROOT))
-        ext_modules = mypycify([rel], opt_level="3", target_dir=str(BUILD_DIR))
-        cwd = os.getcwd()
-        os.chdir(ROOT)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # setuptools' notes about pyproject.toml
-                setup(
-                    name="blackhole-accel",
-                    ext_modules=ext_modules,
-                    script_args=[
-                        "-q", "build_ext", "--inplace", "--build-temp", str(BUILD_DIR / "tmp"),
-                    ],
-                )
-        finally:
-            os.chdir(cwd)
+        os.chdir(ROOT)  # mypyc names the module after its path from here
+        ext_modules = mypycify(
+            [str(copy.relative_to(ROOT))], opt_level="3", target_dir=str(BUILD_DIR)
+        )
+        # setup() runs in an empty directory: in ROOT it would read the project's
+        # pyproject.toml, which an older setuptools may not parse.
+        work = BUILD_DIR / "setup"
+        shutil.rmtree(work, ignore_errors=True)
+        out_dir = work / src.parent.relative_to(ROOT)
+        out_dir.mkdir(parents=True)
+        os.chdir(work)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            setup(
+                name="blackhole-accel",
+                ext_modules=ext_modules,
+                script_args=["-q", "build_ext", "--inplace", "--build-temp", str(BUILD_DIR / "tmp")],
+            )
+        built = list(out_dir.glob(copy.stem + "*"))
+        if not built:
+            raise RuntimeError("mypyc produced no extension module")
+        for path in built:
+            # A new file, never an overwrite: running processes keep their mapping.
+            shutil.move(str(path), str(src.parent / path.name))
     finally:
+        os.chdir(cwd)
         copy.unlink(missing_ok=True)
 
 

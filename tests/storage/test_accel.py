@@ -170,6 +170,20 @@ def test_a_stale_build_is_not_used(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert "older than its source" in capsys.readouterr().err
 
 
+def test_the_build_exists_wherever_it_can() -> None:
+    """make test (and tests/conftest.py) build the kernel first; with mypyc and a C
+    compiler present, a missing build is a broken build step, not a fallback."""
+    import shutil
+    import sysconfig
+
+    pytest.importorskip("mypyc", reason="mypyc (the accel extra) is not installed")
+    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    if shutil.which(cc) is None:
+        pytest.skip(f"no C compiler ({cc}): the kernel runs as plain Python")
+    assert compiled_files(), "mypyc and a C compiler are here but no build: run python -m tools.accel --strict"
+    assert default_state.KERNEL == "compiled" or accel.os.environ.get(accel.PURE_ENV)
+
+
 def test_kernel_in_use_is_reported() -> None:
     assert default_state.KERNEL in ("compiled", "pure")
     if compiled_files() and not accel.os.environ.get(accel.PURE_ENV):
