@@ -11,7 +11,9 @@ order (docs/consensus.md, section 6):
 * ``Broadcast`` -> gossip on the consensus channel (p2p forwards it on);
 * ``ScheduleTimeout`` -> a timer;
 * ``CreateBlock`` -> a task: mempool reap + evidence + ``finish_block`` on a
-  worker thread; the finished block comes back as an input;
+  worker thread; the finished block comes back as an input. When we propose
+  round 0 of the next height, that block is built right after the commit,
+  during timeout_commit, and used as soon as the round starts;
 * ``ValidateBlock`` -> a task: ``apply_block`` on a worker thread; the verdict
   comes back as an input and the result is kept by hash for the commit;
 * ``Decide`` -> inline: commit (block, commit, staged state, tx indexes in one
@@ -139,6 +141,10 @@ class ConsensusDriver:
         self._unrelayed: dict[bytes, tuple[Proposal, bytes]] = {}
         """Block hash -> (proposal, compact frame id) of compact proposals we accepted but
         could not rebuild: relayed in full once the block arrives."""
+        self._prebuilt: dict[int, Block | None] = {}
+        self._prebuilding: dict[int, trio.Event] = {}
+        self.prebuilt_used = 0
+        """Proposals whose block was built during timeout_commit (a counter)."""
         self.compact_rebuilt = 0
         self.compact_missing = 0
         """Compact proposals rebuilt from local transactions / that needed the block fetched."""
@@ -460,13 +466,51 @@ class ConsensusDriver:
         self.sign_refusals += 1
 
     async def _create_block(self, height: int, round_: int) -> None:
+        block: Block | None = None
+        ready = self._prebuilding.get(height) if round_ == 0 else None
+        if ready is not None:
+            await ready.wait()
+            block = self._prebuilt.pop(height, None)
+            if block is not None and self.node.state.height + 1 == height:
+                self.prebuilt_used += 1
+            else:
+                block = None
+        if block is None:
+            try:
+                block = await self._build_block(height)
+            except ChainError as exc:
+                log.error("could not build a block", height=height, round=round_, error=str(exc))
+                return
+        if block is not None:
+            self.submit(_OwnBlock(height, round_, block))
+
+    def _maybe_prebuild(self, height: int) -> None:
+        """If we propose round 0 of ``height``, build its block now, during
+        timeout_commit, so the proposal leaves as soon as the round starts (the block
+        holds what the mempool had at the commit; later transactions wait a height)."""
+        node = self.node
+        self._prebuilt.clear()
+        self._prebuilding.clear()
+        if node.validator_pubkey is None:
+            return
+        valset = node.state.validator_set(height)
+        own = valset.index_of(node.validator_pubkey)
+        if own is None or self.replica.core.proposer_index(height, 0, valset) != own:
+            return
+        done = trio.Event()
+        self._prebuilding[height] = done
+        self._spawn(self._prebuild, height, done)
+
+    async def _prebuild(self, height: int, done: trio.Event) -> None:
+        block: Block | None = None
         try:
             block = await self._build_block(height)
         except ChainError as exc:
-            log.error("could not build a block", height=height, round=round_, error=str(exc))
-            return
-        if block is not None:
-            self.submit(_OwnBlock(height, round_, block))
+            log.warning("could not build the next block early", height=height, error=str(exc))
+        finally:
+            if self._prebuilding.get(height) is done:
+                self._prebuilt[height] = block
+            done.set()
 
     async def _build_block(self, height: int) -> Block | None:
         node = self.node
@@ -534,6 +578,7 @@ class ConsensusDriver:
                 f"block {h} decided by the validators does not apply here: {exc}") from exc
         self.replica.decided(h)
         self._unrelayed.clear()
+        self._maybe_prebuild(h + 1)
         return self.replica.set_next_validators(h + 1, node.state.validator_set(h + 1),
                                                 now_ms=wall_ms())
 
