@@ -27,7 +27,8 @@ sender. Removing pooled transactions invalidates the overlay; it is rebuilt by
 replaying the remaining ones in arrival order (rules only, no signatures).
 
 After each block `update` removes the committed transactions, remembers their
-hashes and rebuilds the overlay against the new state; with [mempool] recheck
+hashes and rebuilds the overlay against the new state (the daemon defers the
+rebuild to the next add: `reap` re-runs whatever it picks and never needs it); with [mempool] recheck
 (default) a transaction that no longer passes is dropped together with its
 sender's later ones. With recheck = false only transactions whose nonce the
 chain has passed are dropped; the others stay (outside the overlay) and `reap`,
@@ -353,8 +354,9 @@ class Mempool:
         """Transactions for the next block, per lane: by priority across senders, in
         nonce order per sender, each lane within its limit, all of them within
         max_block_bytes - reserved_bytes (the header, last commit and evidence), and
-        valid when applied in block order. Nothing is removed from the pool."""
-        self._catch_up()
+        valid when applied in block order. Nothing is removed from the pool. The
+        pool's overlay is not needed (every pick is re-run on a scratch overlay), so a
+        recheck still pending after a block does not delay the proposal."""
         budget = consensus_params.max_block_bytes - reserved_bytes
         lane_room = [consensus_params.max_lane_txs(lane) for lane in LANES]
         total_room = max_txs if max_txs is not None else sum(lane_room)
@@ -414,10 +416,16 @@ class Mempool:
         height: int,
         block_result: BlockResult | None = None,
         committed_tx_hashes: Iterable[builtins.bytes] | None = None,
+        *,
+        recheck_now: bool = True,
     ) -> list[builtins.bytes]:
         """After block `height` is committed and the state handle advanced: remove the
         committed transactions and rebuild against the new state (dropping what no
-        longer passes when [mempool] recheck). Returns the hashes dropped by recheck."""
+        longer passes when [mempool] recheck). Returns the hashes dropped by recheck.
+
+        With ``recheck_now=False`` the rebuild waits for the next add or check (the
+        daemon's choice: the commit path, and the proposal built right after it, do
+        not wait for a replay of the whole pool); [] is returned."""
         if height != self.state.height:
             raise MempoolUsageError(f"update for height {height}, but the state is at {self.state.height}")
         if committed_tx_hashes is None:
@@ -428,6 +436,9 @@ class Mempool:
                 self._remove(entry)
             self._remember(tx_hash)
         self._overlay_height = -1  # force the rebuild against the new version
+        if not recheck_now:
+            self._update_gauge()
+            return []
         dropped = self._catch_up()
         self._update_gauge()
         return dropped

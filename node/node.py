@@ -348,7 +348,7 @@ class Node:
         self.evidence.prune(height)
         committed = [h for _, _, h, _ in located]
         try:
-            self.mempool.update(height, result, committed)
+            self.mempool.update(height, result, committed, recheck_now=False)
         except Exception as exc:  # the mempool must not stop the chain; say so loudly
             log.error("mempool update failed", height=height, error=repr(exc))
         for hook in list(self.on_commit):

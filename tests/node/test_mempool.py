@@ -308,3 +308,24 @@ def test_without_recheck_only_passed_nonces_are_dropped_and_reap_still_validates
     with pytest.raises(TxInvalid) as info:
         checked.add(withdraw)
     assert isinstance(info.value.reason, NotFound)
+
+
+def test_a_deferred_recheck_never_lets_reap_pick_a_stale_transaction(chain: TestChain) -> None:
+    mp = pool(chain)
+    stale = pay(chain, "alice")
+    later = pay(chain, "alice")
+    bobs = [pay(chain, "bob"), pay(chain, "bob")]
+    for raw in (stale, later, *bobs):
+        mp.add(raw)
+    chain.forget_pending()
+    rival = pay(chain, "alice", amount=2)  # alice's nonce 0 reaches a block another way
+    result = chain.apply_block(chain.block([rival]))
+    assert mp.update(chain.height, result, recheck_now=False) == []
+    assert mp.size == 4  # nothing replayed yet
+    # the reap re-runs what it picks: alice's stale nonce and her later one are left out
+    lanes = mp.reap(chain.consensus)
+    assert lanes["txs"] == bobs
+    commit(chain, mp, lanes)
+    # the next add replays the pool against the new state: alice's pair is dropped
+    mp.add(pay(chain, "carol"))
+    assert txm.tx_hash(stale) not in mp and txm.tx_hash(later) not in mp and mp.size == 1
