@@ -152,6 +152,7 @@ def test_a_stale_build_is_not_used(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     (pkg / "__init__.py").write_text("")
     (pkg / "thing.py").write_text("VALUE = 'pure'\n")
     monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv(accel.PURE_ENV, raising=False)
     import accelpkg.thing as pure  # type: ignore[import-not-found]
 
     # No build at all: the pure module.
@@ -216,3 +217,4 @@ def test_accel_tool_falls_back_when_the_build_fails(
     assert not stale.exists()
     monkeypatch.setattr(sys, "argv", ["accel", "--strict"])
     assert tool.main() == 1
+
