@@ -193,6 +193,17 @@ class InProcessNode:
         return -1 if self.daemon is None else int(self.daemon.node.state.height)
 
 
+async def start_all(nursery: trio.Nursery, homes: list[NodeHome], verifier: Any = None,
+                    height: int | None = None) -> list[InProcessNode]:
+    """Start one in-process node per home; with ``height``, wait until all reach it."""
+    nodes = [InProcessNode(h, verifier) for h in homes]
+    for n in nodes:
+        await n.start(nursery)
+    if height is not None:
+        await wait_until(lambda: min(n.height for n in nodes) >= height, 30, f"height {height}")
+    return nodes
+
+
 # --- real processes ----------------------------------------------------------------------
 
 

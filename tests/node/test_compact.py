@@ -26,7 +26,7 @@ from chain.types import (
 from node import txbuild, wire
 from node.config import CONFIG_FILE, load_config, write_config
 from p2p import CONSENSUS
-from tests.node.harness import InProcessNode, make_testnet, wait_until
+from tests.node.harness import make_testnet, start_all
 
 LIMITS = wire.Limits.from_params(ConsensusParams(), AppParams())
 KEY = PrivateKey(bytes(range(32)))
@@ -109,10 +109,7 @@ def test_a_validator_without_the_transactions_fetches_the_block(
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
-            nodes = [InProcessNode(h, verifier) for h in homes.nodes]
-            for n in nodes:
-                await n.start(nursery)
-            await wait_until(lambda: min(n.height for n in nodes) >= 1, 30, "height 1")
+            nodes = await start_all(nursery, homes.nodes, verifier, height=1)
             for raw in signed:
                 await nodes[0].node.submit_tx(raw)
             for n in nodes:

@@ -13,7 +13,13 @@ from chain.sigverify import SignatureVerifier
 from node import wire
 from node.config import CONFIG_FILE, load_config, write_config
 from p2p import CONSENSUS, Host, NodeKey
-from tests.node.harness import InProcessNode, equivocate_until_seen, make_testnet, wait_until
+from tests.node.harness import (
+    InProcessNode,
+    equivocate_until_seen,
+    make_testnet,
+    start_all,
+    wait_until,
+)
 
 
 def test_equivocation_is_committed_as_evidence_and_a_bad_frame_gets_the_peer_banned(
@@ -75,10 +81,7 @@ def test_a_partitioned_validator_falls_back_to_block_sync(tmp_path: Path,
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
-            nodes = [InProcessNode(h, verifier) for h in homes.nodes]
-            for n in nodes:
-                await n.start(nursery)
-            await wait_until(lambda: min(n.height for n in nodes) >= 2, 30, "height 2")
+            nodes = await start_all(nursery, homes.nodes, verifier, height=2)
             cut = nodes[3]
             assert cut.daemon.sync.episodes == 1
             # partition: the node bans its peers for a moment (bans hold both directions)

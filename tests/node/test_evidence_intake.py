@@ -38,7 +38,7 @@ from node.evidence_intake import (
     derive_duplicate_votes,
 )
 from tests.chain.helpers import CHAIN_ID, TestChain, key
-from tests.node.harness import InProcessNode, make_testnet, rpc_call, wait_until
+from tests.node.harness import make_testnet, rpc_call, start_all, wait_until
 
 
 def sign_conflicting(chain_id: str, header: Header, keys: dict[int, PrivateKey], round_: int) -> Commit:
@@ -152,10 +152,7 @@ def test_broadcast_evidence_over_rpc_jails_the_validators_it_proves(
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
-            nodes = [InProcessNode(h, verifier) for h in homes.nodes]
-            for n in nodes:
-                await n.start(nursery)
-            await wait_until(lambda: min(n.height for n in nodes) >= 3, 30, "height 3")
+            nodes = await start_all(nursery, homes.nodes, verifier, height=3)
             node, port = nodes[0].node, nodes[0].daemon.rpc_port
             with pytest.raises(RuntimeError, match=r"-32602.*does not decode"):
                 await call(port, "broadcast_evidence", evidence="93aabb")

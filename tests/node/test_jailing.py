@@ -17,7 +17,13 @@ from chain import tx as txm
 from chain.sigverify import SignatureVerifier
 from chain.types import DuplicateVoteEvidence, Vote, VoteType
 from p2p import Host, NodeKey
-from tests.node.harness import InProcessNode, equivocate_until_seen, make_testnet, wait_until
+from tests.node.harness import (
+    InProcessNode,
+    equivocate_until_seen,
+    make_testnet,
+    start_all,
+    wait_until,
+)
 
 
 def test_an_equivocating_validator_is_jailed_and_the_chain_goes_on(
@@ -78,10 +84,7 @@ def test_pooled_evidence_the_chain_already_handled_is_not_proposed(
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
-            nodes = [InProcessNode(h, verifier) for h in homes.nodes]
-            for n in nodes:
-                await n.start(nursery)
-            await wait_until(lambda: min(n.height for n in nodes) >= 2, 30, "height 2")
+            nodes = await start_all(nursery, homes.nodes, verifier, height=2)
             vset = nodes[0].node.state.validator_set(1)
             idx = vset.index_of(cheat_key.public_key.raw)
             votes = [Vote(VoteType.PREVOTE, 1, 0, bh, 5, idx).signed(cheat_key, cid)

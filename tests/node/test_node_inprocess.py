@@ -18,7 +18,13 @@ from node.config import (
     load_config,
     write_config,
 )
-from tests.node.harness import InProcessNode, free_port, make_testnet, rpc_call, wait_until
+from tests.node.harness import (
+    free_port,
+    make_testnet,
+    rpc_call,
+    start_all,
+    wait_until,
+)
 
 
 def test_four_validators_make_blocks(tmp_path: Path, verifier: SignatureVerifier) -> None:
@@ -26,10 +32,7 @@ def test_four_validators_make_blocks(tmp_path: Path, verifier: SignatureVerifier
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
-            nodes = [InProcessNode(h, verifier) for h in homes.nodes]
-            for n in nodes:
-                await n.start(nursery)
-            await wait_until(lambda: min(n.height for n in nodes) >= 3, 30, "height 3")
+            nodes = await start_all(nursery, homes.nodes, verifier, height=3)
             hashes = {n.node.blocks.get_block_hash(3) for n in nodes}
             assert len(hashes) == 1
             # the RPC server of each node answers status from the same stores
@@ -100,9 +103,7 @@ def test_every_lane_committed_with_identical_app_hashes(tmp_path: Path,
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
-            nodes = [InProcessNode(h, verifier) for h in homes.nodes]
-            for n in nodes:
-                await n.start(nursery)
+            nodes = await start_all(nursery, homes.nodes, verifier)
             events: list[tuple[str, dict]] = []
             for topic in ("Tx", "NewCard", "SeederDelta", "KeyOp", "NewBlock"):
                 sub = nodes[1].node.events.subscriber(buffer_size=10_000, max_subscriptions=1)
@@ -155,9 +156,7 @@ def test_retention_prunes_blocks_and_state_while_the_chain_runs(
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
-            nodes = [InProcessNode(h, verifier) for h in homes.nodes]
-            for n in nodes:
-                await n.start(nursery)
+            nodes = await start_all(nursery, homes.nodes, verifier)
 
             def pruned() -> bool:
                 return all((n.node.blocks.base_height or 0) >= 4

@@ -16,16 +16,13 @@ from consensus.wal import EntryKind, WALEntry
 from node.config import CONFIG_FILE, load_config, write_config
 from node.consensus_driver import DoubleSignRisk
 from node.node import HomeError, InconsistentHomeError, MissingFileError, Node
-from tests.node.harness import InProcessNode, make_testnet, wait_until
+from tests.node.harness import InProcessNode, make_testnet, start_all
 
 
 def _run_to(homes, height: int, verifier: SignatureVerifier) -> None:  # type: ignore[no-untyped-def]
     async def main() -> None:
         async with trio.open_nursery() as nursery:
-            nodes = [InProcessNode(h, verifier) for h in homes.nodes]
-            for n in nodes:
-                await n.start(nursery)
-            await wait_until(lambda: min(n.height for n in nodes) >= height, 30, f"height {height}")
+            nodes = await start_all(nursery, homes.nodes, verifier, height=height)
             for n in nodes:
                 await n.stop()
             nursery.cancel_scope.cancel()

@@ -10,7 +10,7 @@ import trio
 from chain import tx as txm
 from chain.sigverify import SignatureVerifier
 from node import txbuild
-from tests.node.harness import InProcessNode, make_testnet, wait_until
+from tests.node.harness import make_testnet, start_all, wait_until
 
 
 def test_blocks_built_during_timeout_commit_are_proposed_and_committed(
@@ -22,10 +22,7 @@ def test_blocks_built_during_timeout_commit_are_proposed_and_committed(
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
-            nodes = [InProcessNode(h, verifier) for h in homes.nodes]
-            for n in nodes:
-                await n.start(nursery)
-            await wait_until(lambda: min(n.height for n in nodes) >= 2, 30, "height 2")
+            nodes = await start_all(nursery, homes.nodes, verifier, height=2)
             for i, raw in enumerate(signed):
                 await nodes[0].node.submit_tx(raw)
                 if i % 5 == 4:

@@ -14,7 +14,7 @@ from chain.sigverify import SignatureVerifier
 from node import txbuild, wire
 from node.txgossip import TxGossip
 from p2p import MEMPOOL, Host, NodeKey, Received
-from tests.node.harness import InProcessNode, make_testnet, wait_until
+from tests.node.harness import InProcessNode, make_testnet, start_all, wait_until
 
 LIMITS = wire.Limits.from_params(ConsensusParams(), AppParams())
 A, B, C = b"\x0a" * 32, b"\x0b" * 32, b"\x0c" * 32
@@ -65,10 +65,7 @@ def test_peer_batches_are_pooled_relayed_batched_and_bad_ones_banned(
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
-            nodes = [InProcessNode(h, verifier) for h in homes.nodes]
-            for n in nodes:
-                await n.start(nursery)
-            await wait_until(lambda: min(n.height for n in nodes) >= 1, 30, "height 1")
+            nodes = await start_all(nursery, homes.nodes, verifier, height=1)
             target = nodes[0]
             async with Host.open(NodeKey.generate(), ("127.0.0.1", 0)) as fake:
                 target_id = target.node.node_key.peer_id
