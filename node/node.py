@@ -62,6 +62,7 @@ from storage import keys
 from storage.blocks import BlockStore
 from storage.errors import StorageError
 from storage.kv import LevelKV, WriteBatch
+from storage.state import KERNEL as STATE_KERNEL
 from storage.state import StateTree
 
 log = get_logger("node")
@@ -190,6 +191,9 @@ class Node:
             kv = LevelKV.open(str(db_path), create=fresh)
         except (StorageError, OSError) as exc:
             raise HomeError(f"cannot open the store {db_path}: {exc}") from exc
+        # Which build of the state tree's staging kernel runs ('pure' is ~1.7x slower:
+        # `make accel` compiles it; see docs/storage.md).
+        log.info("opened the store", path=str(db_path), state_kernel=STATE_KERNEL)
         try:
             node = cls(config=config, genesis=genesis, kv=kv, node_key=node_key,
                        validator_key=validator_key, verifier=verifier)
