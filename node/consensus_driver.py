@@ -321,7 +321,7 @@ class ConsensusDriver:
                     # the header, so a relayer is never blamed for a bad proposer's hashes
                     relay = msg.proposal.height == r.core.height and block_or_none is not None
                     if block_or_none is None and msg.proposal.height == r.core.height:
-                        self._unrelayed[msg.proposal.block_hash] = (msg.proposal, item.frame_id)
+                        self._remember_unrelayed(msg.proposal, item.frame_id)
                 elif isinstance(msg, wire.VoteMessage):
                     relay = msg.vote.height == r.core.height
                     actions = r.on_vote(msg.vote, now_ms=now)
@@ -401,6 +401,14 @@ class ConsensusDriver:
             return None
         self.compact_rebuilt += 1
         return block
+
+    def _remember_unrelayed(self, proposal: Proposal, frame_id: bytes) -> None:
+        """Keep a compact proposal until its block arrives; entries of past heights
+        (their block never came) are dropped so the map stays small."""
+        height = self.replica.core.height
+        for block_hash in [h for h, (p, _) in self._unrelayed.items() if p.height < height]:
+            del self._unrelayed[block_hash]
+        self._unrelayed[proposal.block_hash] = (proposal, frame_id)
 
     def _relay_fetched(self, block: Block) -> None:
         """A fetched block completes a compact proposal we could not rebuild: relay the

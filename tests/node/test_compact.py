@@ -126,3 +126,25 @@ def test_a_validator_without_the_transactions_fetches_the_block(
             nursery.cancel_scope.cancel()
 
     trio.run(main)
+
+
+def test_unrelayed_compact_proposals_of_past_heights_are_dropped() -> None:
+    """A compact proposal whose block never arrives must not stay in memory forever."""
+    from types import SimpleNamespace
+
+    from node.consensus_driver import ConsensusDriver
+
+    driver = ConsensusDriver.__new__(ConsensusDriver)
+    driver._unrelayed = {}
+    core = SimpleNamespace(height=4)
+    driver.replica = SimpleNamespace(core=core)
+
+    def proposal(height: int, tag: bytes) -> object:
+        return SimpleNamespace(height=height, block_hash=tag * 32)
+
+    driver._remember_unrelayed(proposal(4, b"a"), b"f1")
+    driver._remember_unrelayed(proposal(4, b"b"), b"f2")
+    assert len(driver._unrelayed) == 2
+    core.height = 5
+    driver._remember_unrelayed(proposal(5, b"c"), b"f3")
+    assert list(driver._unrelayed) == [b"c" * 32]
