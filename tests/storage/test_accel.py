@@ -181,6 +181,8 @@ def test_the_build_exists_wherever_it_can() -> None:
     cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
     if shutil.which(cc) is None:
         pytest.skip(f"no C compiler ({cc}): the kernel runs as plain Python")
+    if not (Path(sysconfig.get_paths()["include"]) / "Python.h").exists():
+        pytest.skip("no Python headers (Python.h): the kernel runs as plain Python")
     assert compiled_files(), "mypyc and a C compiler are here but no build: run python -m tools.accel --strict"
     assert default_state.KERNEL == "compiled" or accel.os.environ.get(accel.PURE_ENV)
 
