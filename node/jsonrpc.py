@@ -23,6 +23,7 @@ import math
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from importlib import metadata
 from typing import Any
 
 from node.errors import (
@@ -233,6 +234,40 @@ class Result:
     name: str
     description: str = ""
     schema: Mapping[str, Any] = field(default_factory=dict)
+
+
+HASH_LEN = 32
+
+
+def height_param(desc: str) -> Param:
+    """The optional `height` parameter of a method that reads at a height."""
+    return Param("height", ParamType.INTEGER, desc, required=False, minimum=1)
+
+
+def hash32_param(name: str, desc: str) -> Param:
+    """A 32-byte hash parameter, given as hex."""
+    return Param(name, ParamType.HEX, desc + " (32 bytes, hex).", max_length=HASH_LEN)
+
+
+def need32(name: str, value: bytes) -> bytes:
+    """`value` if it is 32 bytes, else the -32602 naming the parameter."""
+    if len(value) != HASH_LEN:
+        raise InvalidParams(f"parameter '{name}' must be {HASH_LEN} bytes (64 hex digits), got {len(value)}",
+                            {"param": name})
+    return value
+
+
+def object_result(desc: str) -> Result:
+    """A method result that is one JSON object, described in words."""
+    return Result("result", desc, {"type": "object"})
+
+
+def package_version() -> str:
+    """The installed blackhole version (status answers carry it)."""
+    try:
+        return metadata.version("blackhole")
+    except metadata.PackageNotFoundError:
+        return "0.1.0"
 
 
 Handler = Callable[..., Any]

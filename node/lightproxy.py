@@ -16,7 +16,6 @@ worker thread so the event loop stays free.
 from __future__ import annotations
 
 from collections.abc import Callable
-from importlib import metadata
 from typing import Any, TypeVar
 
 import trio
@@ -28,38 +27,27 @@ from light.verifier import LightBlock
 from node import jsonview as jv
 from node.errors import InvalidParams, NotFound, ServerError
 from node.http import RpcServer, serve
-from node.jsonrpc import Method, Param, ParamType, Registry, Result
+from node.jsonrpc import (
+    Method,
+    Param,
+    ParamType,
+    Registry,
+    hash32_param,
+    height_param,
+    need32,
+    object_result,
+    package_version,
+)
 
 T = TypeVar("T")
-HASH_LEN = 32
 
 
-def _version() -> str:
-    try:
-        return metadata.version("blackhole")
-    except metadata.PackageNotFoundError:
-        return "0.1.0"
-
-
-def _height(desc: str = "Height (default: the latest verified).") -> Param:
-    return Param("height", ParamType.INTEGER, desc, required=False, minimum=1)
 
 
 PROVE = Param("prove", ParamType.BOOLEAN, "Pass on the proofs of the reads.", required=False, default=False)
 
 
-def _hash32(name: str, desc: str) -> Param:
-    return Param(name, ParamType.HEX, desc + " (32 bytes, hex).", max_length=HASH_LEN)
 
-
-def _need32(name: str, value: bytes) -> bytes:
-    if len(value) != HASH_LEN:
-        raise InvalidParams(f"parameter '{name}' must be {HASH_LEN} bytes", {"param": name})
-    return value
-
-
-def _obj(desc: str) -> Result:
-    return Result("result", desc, {"type": "object"})
 
 
 class LightProxy:
@@ -91,7 +79,7 @@ class LightProxy:
         meta = self.client.store.meta()
         return {
             "node_info": {"id": "", "moniker": "light-proxy", "chain_id": self.client.chain_id,
-                          "network_listen": "", "version": _version()},
+                          "network_listen": "", "version": package_version()},
             "sync_info": {
                 "latest_block_hash": latest.hash().hex(),
                 "latest_app_hash": latest.header.app_hash.hex(),
@@ -137,11 +125,11 @@ class LightProxy:
         return {"height": v.height, "value": v.json, "reads": reads, **extra}
 
     async def account(self, address: bytes, height: int | None, prove: bool) -> dict[str, Any]:
-        _need32("address", address)
+        need32("address", address)
         return self._answer(await self._run(lambda: self.queries.account(address, height)), prove)
 
     async def card(self, card_id: bytes, height: int | None, prove: bool) -> dict[str, Any]:
-        _need32("card_id", card_id)
+        need32("card_id", card_id)
         return self._answer(await self._run(lambda: self.queries.card(card_id, height)), prove)
 
     async def cards(self, feed: str, name: str, start: int | None, limit: int | None, height: int | None,
@@ -150,29 +138,29 @@ class LightProxy:
         return self._answer(v, prove, feed_proof=jv.feed_proof_json(v.value.page))
 
     async def seeders(self, content_root: bytes, height: int | None, prove: bool) -> dict[str, Any]:
-        _need32("content_root", content_root)
+        need32("content_root", content_root)
         return self._answer(await self._run(lambda: self.queries.seeders(content_root, height)), prove)
 
     async def key(self, card_id: bytes, serial: int, height: int | None, prove: bool) -> dict[str, Any]:
-        _need32("card_id", card_id)
+        need32("card_id", card_id)
         return self._answer(await self._run(lambda: self.queries.key(card_id, serial, height)), prove)
 
     async def may_decrypt(self, address: bytes, card_id: bytes, height: int | None,
                           prove: bool) -> dict[str, Any]:
-        _need32("address", address)
-        _need32("card_id", card_id)
+        need32("address", address)
+        need32("card_id", card_id)
         return self._answer(await self._run(lambda: self.queries.may_decrypt(address, card_id, height)), prove)
 
     def register(self, registry: Registry) -> None:
         specs: list[tuple[str, Callable[..., Any], tuple[Param, ...], str]] = [
             ("status", self.status, (), "The latest verified header."),
-            ("header", self.header, (_height(),), "A verified header."),
-            ("commit", self.commit, (_height(),), "A verified header with the commit that verified it."),
-            ("validators", self.validators, (_height("Height whose signers to return."),),
+            ("header", self.header, (height_param("Height (default: the latest verified)."),), "A verified header."),
+            ("commit", self.commit, (height_param("Height (default: the latest verified)."),), "A verified header with the commit that verified it."),
+            ("validators", self.validators, (height_param("Height whose signers to return."),),
              "The verified validator set of a height (up to latest verified + 1)."),
-            ("account", self.account, (_hash32("address", "Account address"), _height(), PROVE),
+            ("account", self.account, (hash32_param("address", "Account address"), height_param("Height (default: the latest verified)."), PROVE),
              "A verified account."),
-            ("card", self.card, (_hash32("card_id", "Card id"), _height(), PROVE), "A verified hash card."),
+            ("card", self.card, (hash32_param("card_id", "Card id"), height_param("Height (default: the latest verified)."), PROVE), "A verified hash card."),
             ("cards", self.cards,
              (Param("feed", ParamType.STRING, "Feed: type, creator, tag or comments.",
                     enum=("type", "creator", "tag", "comments")),
@@ -181,20 +169,20 @@ class LightProxy:
               Param("start", ParamType.INTEGER, "First item (default: the newest page).", required=False,
                     minimum=0),
               Param("limit", ParamType.INTEGER, "Items.", required=False, minimum=1, maximum=1000),
-              _height(), PROVE),
+              height_param("Height (default: the latest verified)."), PROVE),
              "A feed page proven complete."),
-            ("seeders", self.seeders, (_hash32("content_root", "Content root"), _height(), PROVE),
+            ("seeders", self.seeders, (hash32_param("content_root", "Content root"), height_param("Height (default: the latest verified)."), PROVE),
              "A verified, complete seeder map."),
             ("key", self.key,
-             (_hash32("card_id", "Card id"),
-              Param("serial", ParamType.INTEGER, "Key serial.", minimum=1, maximum=2**64 - 1), _height(), PROVE),
+             (hash32_param("card_id", "Card id"),
+              Param("serial", ParamType.INTEGER, "Key serial.", minimum=1, maximum=2**64 - 1), height_param("Height (default: the latest verified)."), PROVE),
              "A verified key token."),
             ("may_decrypt", self.may_decrypt,
-             (_hash32("address", "Account address"), _hash32("card_id", "Card id"), _height(), PROVE),
+             (hash32_param("address", "Account address"), hash32_param("card_id", "Card id"), height_param("Height (default: the latest verified)."), PROVE),
              "Whether an address may decrypt a card, verified."),
         ]
         for name, handler, params, summary in specs:
-            registry.add(Method(name, handler, params, _obj(summary), summary, summary))
+            registry.add(Method(name, handler, params, object_result(summary), summary, summary))
 
 
 def make_server(client: LightClient, *, host: str = "127.0.0.1", port: int = 0) -> RpcServer:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Sequence
-from importlib import metadata
 from typing import Any, TypeVar
 
 from chain import merkle
@@ -30,7 +29,19 @@ from node import indexer
 from node import jsonview as jv
 from node.errors import InvalidParams, NotFound, RpcError, ServerError, Unavailable
 from node.evidence_intake import MAX_SUBMITTED_EVIDENCE_BYTES, EvidenceRejected
-from node.jsonrpc import Method, Param, ParamType, Registry, Result
+from node.jsonrpc import (
+    HASH_LEN,
+    Method,
+    Param,
+    ParamType,
+    Registry,
+    Result,
+    hash32_param,
+    height_param,
+    need32,
+    object_result,
+    package_version,
+)
 from node.mempool import DuplicateTx, MempoolError, TxInvalid
 from node.view import NodeView
 from storage.errors import StorageError
@@ -39,42 +50,20 @@ T = TypeVar("T")
 MAX_BLOCKCHAIN_HEADERS = 20
 """Most headers one `blockchain` call returns (CometBFT's limit)."""
 FEEDS = {"type": sk.F_CONTENT_TYPE, "creator": sk.F_CREATOR, "tag": sk.F_TAG, "comments": sk.F_COMMENTS}
-HASH_LEN = 32
 
-
-def _version() -> str:
-    try:
-        return metadata.version("blackhole")
-    except metadata.PackageNotFoundError:
-        return "0.1.0"
 
 
 # --- parameter declarations ----------------------------------------------------
-
-def _height(desc: str = "Height (default: the latest committed).") -> Param:
-    return Param("height", ParamType.INTEGER, desc, required=False, minimum=1)
 
 
 PROVE = Param("prove", ParamType.BOOLEAN, "Attach a proof of every read against header height's app_hash.",
               required=False, default=False)
 
 
-def _hash32(name: str, desc: str) -> Param:
-    return Param(name, ParamType.HEX, desc + " (32 bytes, hex).", max_length=HASH_LEN)
 
 
-def _need32(name: str, value: bytes) -> bytes:
-    if len(value) != HASH_LEN:
-        raise InvalidParams(f"parameter '{name}' must be {HASH_LEN} bytes (64 hex digits), got {len(value)}",
-                            {"param": name})
-    return value
 
-
-def _obj(desc: str) -> Result:
-    return Result("result", desc, {"type": "object"})
-
-
-STATE_RESULT = _obj("{height, value, reads: [{key, value, proof?}]}")
+STATE_RESULT = object_result("{height, value, reads: [{key, value, proof?}]}")
 
 
 class RpcMethods:
@@ -171,7 +160,7 @@ class RpcMethods:
                 "moniker": v.config.base.moniker,
                 "chain_id": v.genesis.chain_id,
                 "network_listen": v.config.p2p.laddr,
-                "version": _version(),
+                "version": package_version(),
             },
             "sync_info": {
                 "latest_block_hash": s.latest_block_hash.hex(),
@@ -202,7 +191,7 @@ class RpcMethods:
         if height is not None and hash is not None:
             raise InvalidParams("give height or hash, not both", {"param": "hash"})
         if hash is not None:
-            found = self.view.blocks.get_height_by_hash(_need32("hash", hash))
+            found = self.view.blocks.get_height_by_hash(need32("hash", hash))
             if found is None:
                 raise NotFound(f"no block with hash {hash.hex()}", {"hash": hash.hex()})
             height = found
@@ -272,7 +261,7 @@ class RpcMethods:
     # -- transactions ----------------------------------------------------------------
 
     def tx(self, hash: bytes, prove: bool) -> dict[str, Any]:
-        _need32("hash", hash)
+        need32("hash", hash)
         found = indexer.get_tx(self.view.blocks.kv, hash)
         if found is None:
             raise NotFound(f"no committed transaction {hash.hex()}", {"hash": hash.hex()})
@@ -309,7 +298,7 @@ class RpcMethods:
         reverse = order_by == "desc"
         kv = self.view.blocks.kv
         if sender is not None:
-            found = indexer.search_by_sender(kv, _need32("sender", sender), offset=offset, limit=per_page,
+            found = indexer.search_by_sender(kv, need32("sender", sender), offset=offset, limit=per_page,
                                              reverse=reverse)
         else:
             found = indexer.search_by_kind(kv, _kind_bytes(kind or ""), offset=offset, limit=per_page,
@@ -406,13 +395,13 @@ class RpcMethods:
         return self._state_answer(h, jv.hexs(read.value), [read])
 
     def account(self, address: bytes, height: int | None, prove: bool) -> dict[str, Any]:
-        _need32("address", address)
+        need32("address", address)
         h = self._at(height)
         a = self._state(lambda: q.get_account(self.view.state.tree, address, height=h, prove=prove))
         return self._state_answer(h, jv.account_json(a), a.reads)
 
     def card(self, card_id: bytes, height: int | None, prove: bool) -> dict[str, Any]:
-        _need32("card_id", card_id)
+        need32("card_id", card_id)
         h = self._at(height)
         tree = self.view.state.tree
         c = self._state(lambda: q.get_card(tree, card_id, height=h, prove=prove))
@@ -469,13 +458,13 @@ class RpcMethods:
         return sk.feed_id(FEEDS[feed], name.encode())
 
     def seeders(self, content_root: bytes, height: int | None, prove: bool) -> dict[str, Any]:
-        _need32("content_root", content_root)
+        need32("content_root", content_root)
         h = self._at(height)
         m = self._state(lambda: q.get_seeders(self.view.state.tree, content_root, height=h, prove=prove))
         return self._state_answer(h, jv.seeders_json(m), m.reads)
 
     def key(self, card_id: bytes, serial: int, height: int | None, prove: bool) -> dict[str, Any]:
-        _need32("card_id", card_id)
+        need32("card_id", card_id)
         h = self._at(height)
         tree = self.view.state.tree
         read = self._state(lambda: _single_read(tree, sk.token(card_id, serial), h, prove))
@@ -486,14 +475,14 @@ class RpcMethods:
         return self._state_answer(h, value, [read])
 
     def keys_of(self, owner: bytes, height: int | None, prove: bool) -> dict[str, Any]:
-        _need32("owner", owner)
+        need32("owner", owner)
         h = self._at(height)
         k = self._state(lambda: q.get_keys_of(self.view.state.tree, owner, height=h, prove=prove))
         return self._state_answer(h, jv.keys_of_json(k), k.reads)
 
     def may_decrypt(self, address: bytes, card_id: bytes, height: int | None, prove: bool) -> dict[str, Any]:
-        _need32("address", address)
-        _need32("card_id", card_id)
+        need32("address", address)
+        need32("card_id", card_id)
         h = self._at(height)
         block, _ = self._block(h) if self.view.blocks.get_block(h) is not None else (None, b"")
         time_ms = block.header.time_ms if block is not None else self.view.state.time_ms
@@ -525,29 +514,29 @@ class RpcMethods:
         tx_param = Param("tx", ParamType.HEX, "The signed transaction's canonical bytes, hex.",
                          max_length=self.view.config.mempool.max_tx_bytes)
         specs: list[tuple[str, Callable[..., Any], tuple[Param, ...], Result, str]] = [
-            ("status", self.status, (), _obj("{node_info, sync_info, validator_info}"),
+            ("status", self.status, (), object_result("{node_info, sync_info, validator_info}"),
              "Node identity, latest block and validator info."),
-            ("net_info", self.net_info, (), _obj("{listening, n_peers, peers}"), "Connected peers."),
-            ("genesis", self.genesis, (), _obj("{genesis, genesis_hash}"), "The genesis document."),
-            ("header", self.header, (_height(),), _obj("{header, header_bytes}"), "A block header."),
+            ("net_info", self.net_info, (), object_result("{listening, n_peers, peers}"), "Connected peers."),
+            ("genesis", self.genesis, (), object_result("{genesis, genesis_hash}"), "The genesis document."),
+            ("header", self.header, (height_param("Height (default: the latest committed)."),), object_result("{header, header_bytes}"), "A block header."),
             ("block", self.block,
-             (_height(), Param("hash", ParamType.HEX, "Block hash (32 bytes, hex); not with height.",
+             (height_param("Height (default: the latest committed)."), Param("hash", ParamType.HEX, "Block hash (32 bytes, hex); not with height.",
                                required=False, max_length=HASH_LEN)),
-             _obj("{block_id, block, block_bytes}"), "A block by height or hash."),
-            ("commit", self.commit, (_height(),),
-             _obj("{height, header, header_bytes, commit, commit_bytes, canonical}"),
+             object_result("{block_id, block, block_bytes}"), "A block by height or hash."),
+            ("commit", self.commit, (height_param("Height (default: the latest committed)."),),
+             object_result("{height, header, header_bytes, commit, commit_bytes, canonical}"),
              "The commit of a block: canonical (from the next block) or the node's seen commit."),
-            ("validators", self.validators, (_height("Height whose signers to return (default latest)."),),
-             _obj("{block_height, validators, total_voting_power, valset_bytes}"),
+            ("validators", self.validators, (height_param("Height whose signers to return (default latest)."),),
+             object_result("{block_height, validators, total_voting_power, valset_bytes}"),
              "The validator set that signs block height."),
             ("blockchain", self.blockchain,
              (Param("min_height", ParamType.INTEGER, "Lowest height.", required=False, minimum=1),
               Param("max_height", ParamType.INTEGER, "Highest height (default latest).", required=False,
                     minimum=1)),
-             _obj("{last_height, block_metas}"),
+             object_result("{last_height, block_metas}"),
              f"Headers of a height range, newest first, at most {MAX_BLOCKCHAIN_HEADERS}."),
-            ("tx", self.tx, (_hash32("hash", "Transaction hash"), PROVE),
-             _obj("{hash, height, lane, index, block_index, gas_used, tx, tx_bytes, proof?}"),
+            ("tx", self.tx, (hash32_param("hash", "Transaction hash"), PROVE),
+             object_result("{hash, height, lane, index, block_index, gas_used, tx, tx_bytes, proof?}"),
              "A committed transaction; with prove, its inclusion proof under the header's lane root."),
             ("tx_search", self.tx_search,
              (Param("sender", ParamType.HEX, "Sender address (32 bytes, hex).", required=False,
@@ -559,37 +548,37 @@ class RpcMethods:
                     default=page_default, minimum=1, maximum=page_max),
               Param("order_by", ParamType.STRING, "Height order.", required=False, default="asc",
                     enum=("asc", "desc"))),
-             _obj("{txs, total_count, total_capped, page, per_page}"),
+             object_result("{txs, total_count, total_capped, page, per_page}"),
              "Committed transactions of a sender or of a generic kind, paged."),
-            ("broadcast_tx_async", self.broadcast_tx_async, (tx_param,), _obj("{hash}"),
+            ("broadcast_tx_async", self.broadcast_tx_async, (tx_param,), object_result("{hash}"),
              "Submit a transaction without reporting the check."),
-            ("broadcast_tx_sync", self.broadcast_tx_sync, (tx_param,), _obj("{hash, code, log, error?, check?}"),
+            ("broadcast_tx_sync", self.broadcast_tx_sync, (tx_param,), object_result("{hash, code, log, error?, check?}"),
              "Submit a transaction and report the mempool check (code 0 = accepted)."),
             ("broadcast_tx_commit", self.broadcast_tx_commit,
              (tx_param, Param("timeout", ParamType.NUMBER,
                               f"Seconds to wait for the block (default and maximum {self.commit_timeout}).",
                               required=False, minimum=0.001, maximum=self.commit_timeout)),
-             _obj("{hash, check_tx, committed, height?, lane?, index?}"),
+             object_result("{hash, check_tx, committed, height?, lane?, index?}"),
              "Submit a transaction and wait until a block commits it."),
             ("broadcast_evidence", self.broadcast_evidence,
              (Param("evidence", ParamType.HEX, "Encoded evidence, hex: kind 1 DuplicateVoteEvidence or kind 2 "
                     "LightClientAttackEvidence.", max_length=MAX_SUBMITTED_EVIDENCE_BYTES),),
-             _obj("{hashes, log}"),
+             object_result("{hashes, log}"),
              "Submit evidence of misbehaviour; answers the hashes of the duplicate-vote evidence pooled."),
-            ("check_tx", self.check_tx, (tx_param,), _obj("{hash, code, log, error?, check?}"),
+            ("check_tx", self.check_tx, (tx_param,), object_result("{hash, code, log, error?, check?}"),
              "Check a transaction against the mempool's state without adding it."),
             ("unconfirmed_txs", self.unconfirmed_txs,
              (Param("limit", ParamType.INTEGER, f"Most transactions returned, at most {page_max}.",
                     required=False, minimum=1, maximum=page_max),),
-             _obj("{n_txs, total, total_bytes, txs}"), "Transactions in the mempool, oldest first."),
-            ("num_unconfirmed_txs", self.num_unconfirmed_txs, (), _obj("{n_txs, total, total_bytes}"),
+             object_result("{n_txs, total, total_bytes, txs}"), "Transactions in the mempool, oldest first."),
+            ("num_unconfirmed_txs", self.num_unconfirmed_txs, (), object_result("{n_txs, total, total_bytes}"),
              "Size of the mempool."),
             ("query", self.query,
              (Param("key", ParamType.HEX, "A raw state key (chain.statekeys), hex.", max_length=4096),
-              _height(), PROVE), STATE_RESULT, "Any state key at a height, with an optional proof."),
-            ("account", self.account, (_hash32("address", "Account address"), _height(), PROVE),
+              height_param("Height (default: the latest committed)."), PROVE), STATE_RESULT, "Any state key at a height, with an optional proof."),
+            ("account", self.account, (hash32_param("address", "Account address"), height_param("Height (default: the latest committed)."), PROVE),
              STATE_RESULT, "Balance, nonce and stake of an account."),
-            ("card", self.card, (_hash32("card_id", "Card id"), _height(), PROVE), STATE_RESULT,
+            ("card", self.card, (hash32_param("card_id", "Card id"), height_param("Height (default: the latest committed)."), PROVE), STATE_RESULT,
              "A hash card (value null if it does not exist, with the proof of absence)."),
             ("cards", self.cards,
              (Param("feed", ParamType.STRING, "Feed: type, creator, tag or comments.",
@@ -603,24 +592,24 @@ class RpcMethods:
                     minimum=0),
               Param("to_height", ParamType.INTEGER, "Show cards created at or before.", required=False,
                     minimum=0),
-              _height(), PROVE),
-             _obj("{height, value: {items, cards, ...}, reads, feed_proof}"),
+              height_param("Height (default: the latest committed)."), PROVE),
+             object_result("{height, value: {items, cards, ...}, reads, feed_proof}"),
              "A page of a card feed with its Merkle page proof; filters apply to the page's cards."),
-            ("seeders", self.seeders, (_hash32("content_root", "Content root"), _height(), PROVE),
+            ("seeders", self.seeders, (hash32_param("content_root", "Content root"), height_param("Height (default: the latest committed)."), PROVE),
              STATE_RESULT, "The seeder map of a content."),
             ("key", self.key,
-             (_hash32("card_id", "Card id"),
+             (hash32_param("card_id", "Card id"),
               Param("serial", ParamType.INTEGER, "Key serial (1-based).", minimum=1, maximum=2**64 - 1),
-              _height(), PROVE), STATE_RESULT, "One key token of a card."),
-            ("keys_of", self.keys_of, (_hash32("owner", "Owner address"), _height(), PROVE), STATE_RESULT,
+              height_param("Height (default: the latest committed)."), PROVE), STATE_RESULT, "One key token of a card."),
+            ("keys_of", self.keys_of, (hash32_param("owner", "Owner address"), height_param("Height (default: the latest committed)."), PROVE), STATE_RESULT,
              "The key tokens an address holds."),
             ("may_decrypt", self.may_decrypt,
-             (_hash32("address", "Account address"), _hash32("card_id", "Card id"), _height(), PROVE),
+             (hash32_param("address", "Account address"), hash32_param("card_id", "Card id"), height_param("Height (default: the latest committed)."), PROVE),
              STATE_RESULT, "Whether an address is entitled to decrypt a card at a height."),
             ("generic", self.generic,
              (Param("kind", ParamType.STRING, "Generic transaction kind (UTF-8, or 0x-prefixed hex).",
-                    max_length=66), start, limit, _height(), PROVE),
-             _obj("{height, value: {txs, ...}, reads, feed_proof}"),
+                    max_length=66), start, limit, height_param("Height (default: the latest committed)."), PROVE),
+             object_result("{height, value: {txs, ...}, reads, feed_proof}"),
              "Generic transactions of a kind, with the kind feed's page proof."),
         ]
         for name, handler, params, result, summary in specs:
