@@ -37,8 +37,6 @@ import nacl.bindings
 from chain import crypto
 from chain import tx as txm
 from chain.crypto import DOMAIN_TX, digest
-from chain.genesis import GenesisDoc
-from genesis.keyfile import read_key_file
 from node import txbuild
 from node.config import CONFIG_FILE, RpcConfig, load_config, write_config
 from tests.node.harness import FAST_TIMEOUTS, ProcessNode, make_testnet, wait_heights
@@ -125,8 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         for n in nodes:
             n.start()
         wait_heights(nodes, 2, timeout=60)
-        doc = GenesisDoc.load(net.nodes[0].home / "config" / "genesis.json")
-        funder = read_key_file(net.nodes[0].home / "config" / "priv_validator_key.json")
+        doc = net.net.genesis
+        funder = net.nodes[0].validator_key
         urls = [f"http://127.0.0.1:{h.rpc_port}" for h in net.nodes]
         for rate in rates:
             one_core = verify_per_s_one_core(doc.chain_id)

@@ -52,7 +52,6 @@ from chain import crypto
 from chain import tx as txm
 from chain.genesis import GenesisDoc
 from chain.types import LANES, Block
-from genesis.keyfile import read_key_file
 from node import txbuild
 from node.client import RpcClient, RpcClientError, RpcTransportError
 from tests.node.harness import ProcessNode, make_testnet, rpc_call, wait_heights
@@ -202,8 +201,8 @@ def soak(duration: float, kill_every: float, seed: int, rate: float, n_accounts:
         for n in nodes:
             n.start()
         wait_heights(nodes, 2, timeout=60)
-        doc = GenesisDoc.load(net.nodes[0].home / "config" / "genesis.json")
-        funder = read_key_file(net.nodes[0].home / "config" / "priv_validator_key.json")
+        doc = net.net.genesis
+        funder = net.nodes[0].validator_key
         client = RpcClient(urls[0], timeout=10)
         accounts, card_id = loadgen.setup(client, funder, doc.chain_id, doc.app_params, n_accounts,
                                           fund_each=10_000_000, timeout_s=60)  # fmt: skip
