@@ -86,6 +86,19 @@ class MultiChain(ChainFixture):
         return Commit.from_votes(votes)
 
 
+def forked_chains(tmp: Path) -> tuple[MultiChain, MultiChain]:
+    """Two chains from one genesis, signed by the same validators, that differ at height 3."""
+    chains = []
+    for name, text in (("a", b"one"), ("b", b"two")):
+        fx = MultiChain(tmp / name)
+        fx.commit([fx.tx("alice", txm.Generic(b"note", b"same"))])
+        fx.commit([fx.tx("alice", txm.Generic(b"note", b"same again"))])
+        fx.commit([fx.tx("bob", txm.Generic(b"note", text))])
+        fx.commit([])
+        chains.append(fx)
+    return chains[0], chains[1]
+
+
 class World:
     """A populated 4-validator chain: cards, a key sale, seeders, notes, and (optionally)
     validator set changes by bond and unbond."""

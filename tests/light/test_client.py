@@ -8,13 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from chain import tx as txm
 from light import errors as le
 from light.client import LightClient, Options, Provider
 from light.evidence import LightClientAttackEvidence
 from light.queries import VerifiedQueries
 from light.store import TrustedStore
-from tests.light.fixtures import MultiChain, Served, World
+from tests.light.fixtures import Served, World, forked_chains
 from tests.node.chainfixture import CHAIN_ID, FixtureView
 
 
@@ -97,21 +96,9 @@ def test_witness_agrees(world: World, served: Served, home: Path) -> None:
         other.stop()
 
 
-def _forked_worlds(tmp: Path) -> tuple[MultiChain, MultiChain]:
-    """Two chains from one genesis, signed by the same validators, that differ at height 3."""
-    chains = []
-    for name, text in (("a", b"one"), ("b", b"two")):
-        fx = MultiChain(tmp / name)
-        fx.commit([fx.tx("alice", txm.Generic(b"note", b"same"))])
-        fx.commit([fx.tx("alice", txm.Generic(b"note", b"same again"))])
-        fx.commit([fx.tx("bob", txm.Generic(b"note", text))])
-        fx.commit([])
-        chains.append(fx)
-    return chains[0], chains[1]
-
 
 def test_conflicting_witness_is_an_attack(tmp_path: Path) -> None:
-    a, b = _forked_worlds(tmp_path)
+    a, b = forked_chains(tmp_path)
     sa, sb = Served(FixtureView(a, tmp_path / "va")), Served(FixtureView(b, tmp_path / "vb"))
     try:
         from chain.types import Block

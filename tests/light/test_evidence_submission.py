@@ -23,24 +23,12 @@ from chain.types import Block, VoteType
 from light import errors as le
 from light.client import LightClient, Provider
 from light.store import TrustedStore
-from tests.light.fixtures import MultiChain, Served
+from tests.light.fixtures import Served, forked_chains
 from tests.node.chainfixture import FixtureView
 
 
-def forked(tmp: Path) -> tuple[MultiChain, MultiChain]:
-    chains = []
-    for name, text in (("a", b"one"), ("b", b"two")):
-        fx = MultiChain(tmp / name)
-        fx.commit([fx.tx("alice", txm.Generic(b"note", b"same"))])
-        fx.commit([fx.tx("alice", txm.Generic(b"note", b"same again"))])
-        fx.commit([fx.tx("bob", txm.Generic(b"note", text))])
-        fx.commit([])
-        chains.append(fx)
-    return chains[0], chains[1]
-
-
 def test_attack_evidence_is_submitted_and_the_nodes_jail_the_double_signers(tmp_path: Path) -> None:
-    a, b = forked(tmp_path)
+    a, b = forked_chains(tmp_path)
     va, vb = FixtureView(a, tmp_path / "va"), FixtureView(b, tmp_path / "vb")
     sa, sb = Served(va), Served(vb)
     try:
