@@ -14,7 +14,6 @@ from node import wire
 from node.config import CONFIG_FILE, load_config, write_config
 from p2p import CONSENSUS, Host, NodeKey
 from tests.node.harness import (
-    InProcessNode,
     equivocate_until_seen,
     make_testnet,
     start_all,
@@ -29,10 +28,7 @@ def test_equivocation_is_committed_as_evidence_and_a_bad_frame_gets_the_peer_ban
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
-            nodes = [InProcessNode(h, verifier) for h in homes.nodes[:3]]
-            for n in nodes:
-                await n.start(nursery)
-            await wait_until(lambda: min(n.height for n in nodes) >= 1, 30, "height 1")
+            nodes = await start_all(nursery, homes.nodes[:3], verifier, height=1)
             target = nodes[0]
             async with Host.open(NodeKey.generate(), ("127.0.0.1", 0)) as fake:
                 await fake.connect(bytes.fromhex(homes.nodes[0].node_id),

@@ -34,10 +34,7 @@ def test_an_equivocating_validator_is_jailed_and_the_chain_goes_on(
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
-            nodes = [InProcessNode(h, verifier) for h in homes.nodes[:3]]
-            for n in nodes:
-                await n.start(nursery)
-            await wait_until(lambda: min(n.height for n in nodes) >= 1, 30, "height 1")
+            nodes = await start_all(nursery, homes.nodes[:3], verifier, height=1)
             target = nodes[0]
             assert target.node.state.validator_set(target.node.state.height + 1).index_of(cheat) is not None
             async with Host.open(NodeKey.generate(), ("127.0.0.1", 0)) as fake:
