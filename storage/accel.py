@@ -33,13 +33,15 @@ def compiled_name(module_name: str) -> str:
     return f"{package}._{name}_c" if package else f"_{name}_c"
 
 
-def source_digest(module: ModuleType) -> str:
-    """BLAKE3 (hex) of a pure module's source file."""
-    path = module.__file__
-    if path is None:
-        return ""
+def file_digest(path: str | os.PathLike[str]) -> str:
+    """BLAKE3 (hex) of a file: what a build records as SOURCE_BLAKE3."""
     with open(path, "rb") as f:
         return blake3(f.read()).hexdigest()
+
+
+def source_digest(module: ModuleType) -> str:
+    """BLAKE3 (hex) of a pure module's source file."""
+    return "" if module.__file__ is None else file_digest(module.__file__)
 
 
 def load(pure: ModuleType) -> ModuleType:

@@ -65,7 +65,6 @@ encode_path = _pure.encode_path
 EMPTY = _pure.EMPTY
 INTERNAL_SLOT = _pure.INTERNAL_SLOT
 LEAF_SLOT = _pure.LEAF_SLOT
-MAX_KEY_LEN = _pure.MAX_KEY_LEN
 DEFAULT_CACHE_BYTES = 96 << 20
 
 _LEAF = b"\x00"
@@ -321,8 +320,6 @@ class StateTree:
         self._pending = None
         if self.kv.get(keys.state_root_key(pending.version)) != pending._root_slot:
             return
-        if self._cache_version != pending.version - 1 and self._cache_version is not None:
-            self._clear_cache()
         # Rewritten nodes replace their cached predecessors in place; new paths are
         # added while there is room. A pass reads nodes root first, so when the tree
         # outgrows the cache the upper levels, read by every pass, are the ones kept.

@@ -429,7 +429,7 @@ def promote(
 ) -> int:
     """Make `cache` hold the version a staging pass computed: drop the `removed`
     paths, overwrite or add the new `nodes` (add only while `used` stays within
-    `limit`; pass `nodes` upper levels first when that may bind). Returns the new
+    `limit`). Returns the new
     `used`."""
     for path in removed:
         old = cache.pop(path, None)

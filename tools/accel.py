@@ -24,16 +24,11 @@ import time
 import warnings
 from pathlib import Path
 
-from blake3 import blake3
+from storage.accel import compiled_name, file_digest
 
 ROOT = Path(__file__).resolve().parent.parent
 MODULES = ("storage.treekernel",)
 BUILD_DIR = ROOT / "build" / "accel"
-
-
-def compiled_name(module: str) -> str:
-    package, _, name = module.rpartition(".")
-    return f"{package}._{name}_c"
 
 
 def source_path(module: str) -> Path:
@@ -42,7 +37,7 @@ def source_path(module: str) -> Path:
 
 def current_digest(module: str) -> str:
     """BLAKE3 (hex) of the module's source as it is now."""
-    return blake3(source_path(module).read_bytes()).hexdigest()
+    return file_digest(source_path(module))
 
 
 def built_digest(module: str) -> str | None:
