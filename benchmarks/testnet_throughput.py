@@ -98,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--send-tick-ms", type=float, default=loadgen.SEND_TICK_S * 1000,
                     help="how often each load-generator sender sends what fell due")
     ap.add_argument("--keep", type=Path, default=None, help="keep the testnet homes here")
+    ap.add_argument("--log-level", default=None,
+                    help="the nodes' [base] log_level (e.g. consensus:debug,*:info; with --keep)")
     args = ap.parse_args(argv)
     rates = [float(r) for r in args.rates.split(",") if r]
 
@@ -111,10 +113,13 @@ def main(argv: list[str] | None = None) -> int:
     timeouts = {**FAST_TIMEOUTS, "timeout_commit_ms": args.timeout_commit_ms,
                 "timeout_propose_ms": args.timeout_propose_ms}
     net = make_testnet(out, validators=4, seed=b"throughput", timeouts=timeouts)
-    if args.rpc_batch > RpcConfig().max_batch_size:
-        for h in net.nodes:
-            cfg = load_config(h.home / CONFIG_FILE, h.home)
-            write_config(dataclasses.replace(cfg, rpc=dataclasses.replace(cfg.rpc, max_batch_size=args.rpc_batch)))
+    for h in net.nodes:
+        cfg = load_config(h.home / CONFIG_FILE, h.home)
+        if args.rpc_batch > RpcConfig().max_batch_size:
+            cfg = dataclasses.replace(cfg, rpc=dataclasses.replace(cfg.rpc, max_batch_size=args.rpc_batch))
+        if args.log_level:
+            cfg = dataclasses.replace(cfg, base=dataclasses.replace(cfg.base, log_level=args.log_level))
+        write_config(cfg)
     nodes = [ProcessNode(h) for h in net.nodes]
     steps: list[dict[str, object]] = []
     yardsticks: list[float] = []

@@ -148,6 +148,12 @@ class ConsensusDriver:
         self.compact_rebuilt = 0
         self.compact_missing = 0
         """Compact proposals rebuilt from local transactions / that needed the block fetched."""
+        self._validating: dict[int, int] = {}
+        """Height -> blocks of that height being validated (ValidateBlock asked, no verdict yet)."""
+        self._held: dict[tuple[int, int], bool] = {}
+        """(height, round) of propose timeouts held for a validation -> released yet."""
+        self.propose_timeouts_held = 0
+        """Propose timeouts that fell due while a proposed block was being validated (a counter)."""
 
     # --- public ----------------------------------------------------------------------
 
@@ -187,6 +193,7 @@ class ConsensusDriver:
             if not self.started:
                 self._check_recent_signatures(height)
             self._timers.clear()
+            self._held.clear()
             self.running = True
             self.started = True
             self.node.catching_up = False
@@ -296,6 +303,13 @@ class ConsensusDriver:
     # --- inputs ----------------------------------------------------------------------
 
     async def _handle(self, item: _Input) -> None:
+        left = 0
+        if isinstance(item, _Verdict):
+            left = self._validating.get(item.height, 0) - 1
+            if left > 0:
+                self._validating[item.height] = left
+            else:
+                self._validating.pop(item.height, None)
         if not self.running:
             # kept for when consensus (re)starts: p2p de-duplicates gossip, so a vote
             # dropped now would not be delivered again when its sender re-sends it
@@ -316,6 +330,8 @@ class ConsensusDriver:
                     relay = msg.proposal.height == r.core.height
                 elif isinstance(msg, wire.CompactProposal):
                     block_or_none = self._expand(msg)
+                    log.debug("compact proposal", height=msg.proposal.height, round=msg.proposal.round,
+                              rebuilt=block_or_none is not None)
                     actions = r.on_proposal(msg.proposal, block_or_none, now_ms=now)
                     # a compact proposal is relayed only once rebuilt and checked against
                     # the header, so a relayer is never blamed for a bad proposer's hashes
@@ -348,6 +364,10 @@ class ConsensusDriver:
             if item.height != r.core.height:
                 return
             actions = r.on_block_verdict(item.block_hash, item.valid, now_ms=now)
+            await self._perform(actions)
+            if left <= 0:
+                await self._release_held(item.height)
+            return
         elif isinstance(item, _OwnBlock):
             if item.height != r.core.height:
                 return
@@ -362,7 +382,27 @@ class ConsensusDriver:
             _, _, step, h, rnd = heapq.heappop(self._timers)
             if not self.running:
                 continue
+            if step == c.Step.PROPOSE and self._validating.get(h) and (h, rnd) not in self._held:
+                # A proposal of this height arrived and its block is being validated (on a
+                # worker thread, which takes hundreds of ms for a large block on a busy
+                # machine). As in CometBFT, where the complete proposal is validated
+                # before the state machine looks at the next timeout, the proposal counts
+                # as received in time: the timeout waits for the verdict (at most one more
+                # timeout_propose, should the verdict never come) instead of making us
+                # prevote nil for a block that arrived before it.
+                self._held[(h, rnd)] = False
+                self.propose_timeouts_held += 1
+                self._push_timer(self.node.genesis.consensus_params.timeout_ms("propose", rnd) / 1000,
+                                 step, h, rnd)
+                log.debug("propose timeout held for a validation", height=h, round=rnd)
+                continue
+            if step == c.Step.PROPOSE:
+                self._held[(h, rnd)] = True
             actions = self.replica.on_timeout(step, h, rnd, now_ms=wall_ms())
+            if actions and step != c.Step.COMMIT:
+                # a propose, prevote or precommit timeout that moved the core: the round
+                # did not get what it waited for in time (the usual cause of a slow height)
+                log.info("consensus timeout", step=STEP_NAMES.get(step, str(step)), height=h, round=rnd)
             await self._perform(actions)
 
     # --- actions ---------------------------------------------------------------------
@@ -374,12 +414,11 @@ class ConsensusDriver:
             if isinstance(a, c.Broadcast):
                 self._broadcast(a)
             elif isinstance(a, c.ScheduleTimeout):
-                self._seq += 1
-                heapq.heappush(self._timers, (trio.current_time() + a.delay_ms / 1000, self._seq,
-                                              a.step, a.height, a.round))
+                self._push_timer(a.delay_ms / 1000, a.step, a.height, a.round)
             elif isinstance(a, c.CreateBlock):
                 self._spawn(self._create_block, a.height, a.round)
             elif isinstance(a, c.ValidateBlock):
+                self._validating[a.height] = self._validating.get(a.height, 0) + 1
                 self._spawn(self._validate_block, a.height, a.block)
             elif isinstance(a, c.Decide):
                 pending = await self._decide(a) + pending
@@ -389,6 +428,22 @@ class ConsensusDriver:
                     self._send_to(peer, BLOCKS, frame)
             elif isinstance(a, c.ReportEvidence):
                 self._add_evidence(a.evidence, gossip=True)
+
+    def _push_timer(self, delay_s: float, step: c.Step, height: int, round_: int) -> None:
+        self._seq += 1
+        heapq.heappush(self._timers, (trio.current_time() + delay_s, self._seq, step, height, round_))
+
+    async def _release_held(self, height: int) -> None:
+        """The last validation of ``height`` answered: fire the propose timeouts held for
+        it (the core ignores them if the verdict already moved it past the propose step)."""
+        for key in [k for k, released in self._held.items() if k[0] == height and not released]:
+            self._held[key] = True
+            if self.running:
+                actions = self.replica.on_timeout(c.Step.PROPOSE, height, key[1], now_ms=wall_ms())
+                if actions:
+                    log.info("consensus timeout", step="propose", height=height, round=key[1],
+                             held=True)
+                await self._perform(actions)
 
     def _expand(self, msg: wire.CompactProposal) -> Block | None:
         """The block of a compact proposal from our mempool and recent gossip, or None
@@ -432,10 +487,12 @@ class ConsensusDriver:
         if isinstance(msg, Proposal):
             if a.block is None:
                 return
-            if any(a.block.lane(lane) for lane in LANES):
+            txs = sum(len(a.block.lane(lane)) for lane in LANES)
+            if txs:
                 frame = wire.encode(wire.CompactProposal.from_block(msg, a.block))
             else:
                 frame = wire.encode(wire.ProposalMessage(msg, a.block.encode()))
+            log.debug("proposing", height=msg.height, round=msg.round, txs=txs)
         else:
             frame = wire.encode(wire.VoteMessage(msg))
         self.node.gossip(CONSENSUS, frame)
@@ -544,7 +601,9 @@ class ConsensusDriver:
         evidence = tuple(p.encoded for p in pending if p.evidence not in handled)
         reserved = 4096 + (0 if last_commit is None else len(last_commit.encode())) \
             + sum(len(e) for e in evidence)
+        started = time.monotonic()
         lanes = node.mempool.reap(params, reserved_bytes=reserved)
+        reaped = time.monotonic()
         for _ in range(8):
             block = draft_block(state, lanes, last_commit=last_commit, evidence=evidence,
                                 proposer=node.validator_pubkey or b"")
@@ -562,18 +621,25 @@ class ConsensusDriver:
                 else:
                     lanes = {k: [] for k in LANES}
                 continue
+            log.debug("built a block", height=height, txs=sum(len(v) for v in lanes.values()),
+                      pool=node.mempool.size, reap_ms=round((reaped - started) * 1000),
+                      build_ms=round((time.monotonic() - reaped) * 1000))
             return node.finished_blocks.get(result.block_hash)
         return None
 
     async def _validate_block(self, height: int, block: Block) -> None:
         node = self.node
         valid = False
+        started = time.monotonic()
         if node.state.height + 1 == height and len(block.encode()) <= node.limits.max_block_bytes:
             try:
                 await node.apply(block)
                 valid = True
             except ChainError as exc:
                 log.warning("invalid block proposed", height=height, error=str(exc))
+        log.debug("validated a proposed block", height=height, valid=valid,
+                  txs=sum(len(block.lane(lane)) for lane in LANES),
+                  ms=round((time.monotonic() - started) * 1000))
         self.submit(_Verdict(height, block.hash(), valid))
 
     async def _decide(self, d: c.Decide) -> list[HostAction]:
@@ -586,6 +652,10 @@ class ConsensusDriver:
                 f"block {h} decided by the validators does not apply here: {exc}") from exc
         self.replica.decided(h)
         self._unrelayed.clear()
+        for key in [k for k in self._held if k[0] <= h]:
+            del self._held[key]
+        for height in [k for k in self._validating if k <= h]:
+            del self._validating[height]
         self._maybe_prebuild(h + 1)
         return self.replica.set_next_validators(h + 1, node.state.validator_set(h + 1),
                                                 now_ms=wall_ms())

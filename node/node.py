@@ -377,7 +377,8 @@ class Node:
             if ev is not None:
                 ev.set()
         log.info("committed block", height=height, hash=result.block_hash.hex()[:16],
-                 txs=len(located), round=commit.round, app_hash=result.app_hash.hex()[:16])
+                 txs=len(located), round=commit.round, app_hash=result.app_hash.hex()[:16],
+                 mempool=getattr(self.mempool, "size", 0), commit_ms=round((now - started) * 1000))
 
     def _publish(self, block: Block, result: BlockResult, located: list[tuple[str, int, bytes, Any]],
                  size: int) -> None:
