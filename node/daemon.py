@@ -128,6 +128,9 @@ class Daemon:
         self.prunes = 0
         self._intake: deque[tuple[bytes, bytes]] = deque()
         self._intake_wake = trio.Event()
+        self._promote_at = -1
+        """The height whose commit parked transactions were last promoted after."""
+        node.on_commit.append(lambda _block, _result: self._intake_wake.set())
         self.intake_dropped = 0
         """Peers' transactions dropped because the intake queue was full (a counter)."""
 
@@ -205,6 +208,14 @@ class Daemon:
         while True:
             await self._intake_wake.wait()
             self._intake_wake = trio.Event()
+            mempool = node.mempool
+            if mempool.parked and self._promote_at != node.state.height:
+                # a block may have committed the nonce parked transactions waited for
+                async with node.apply_lock:
+                    pass
+                self._promote_at = node.state.height
+                mempool.promote_parked()
+                self._share_promoted()
             done = 0
             while self._intake:
                 if done % INTAKE_CHUNK == 0 and node.apply_lock.locked():
@@ -214,13 +225,18 @@ class Daemon:
                         pass
                 tx, tx_hash = self._intake.popleft()
                 try:
-                    node.mempool.add(tx)
+                    node.mempool.add(tx, park_future=True)
                 except MempoolError:
                     continue  # a stale nonce, a duplicate, a full pool: not the peer's fault
                 node.share_tx(tx, tx_hash)
+                self._share_promoted()
                 done += 1
                 if done % INTAKE_CHUNK == 0:
                     await trio.lowlevel.checkpoint()
+
+    def _share_promoted(self) -> None:
+        for tx, tx_hash in self.node.mempool.take_promoted():
+            self.node.share_tx(tx, tx_hash)
 
     async def tx_gossip_loop(self) -> None:
         """Send queued transactions, batched per peer, FLUSH_DELAY after the first."""

@@ -32,8 +32,19 @@ rebuild to the next add: `reap` re-runs whatever it picks and never needs it); w
 (default) a transaction that no longer passes is dropped together with its
 sender's later ones. With recheck = false only transactions whose nonce the
 chain has passed are dropped; the others stay (outside the overlay) and `reap`,
-which re-runs everything it picks, leaves out any that fail. Pure: no trio, no clock, no I/O; the daemon calls it from
-its tasks and gossips what `add` accepted.
+which re-runs everything it picks, leaves out any that fail.
+
+Peers' transactions ahead of their sender's next nonce (``add(..., park_future=True)``,
+the daemon's gossip intake) are PARKED instead of dropped: gossip is best effort, and a
+node that missed one transaction of a sender (its pool was full when it came, say)
+would otherwise refuse every later one of that sender for good, since gossip never
+sends them again, and only the sender's own node could still propose them. A parked
+transaction is added as soon as its predecessor is (pooled here, or committed in a
+block another validator proposed: :meth:`promote_parked` after each block), and
+forgotten after ``PARK_HEIGHTS`` heights; at most [mempool] size are parked. Clients'
+transactions (RPC) are still refused on a nonce gap. Pure: no trio, no clock, no I/O;
+the daemon calls it from its tasks and gossips what `add` accepted (and what
+:meth:`take_promoted` hands out).
 """
 
 from __future__ import annotations
@@ -75,6 +86,8 @@ TX_LIST_OVERHEAD = 5
 """Bytes the block encoding adds around one transaction (msgpack bin32 header at most)."""
 DEFAULT_RESERVED_BYTES = 16_384
 """Block bytes `reap` leaves for the header, the last commit and evidence by default."""
+PARK_HEIGHTS = 30
+"""Heights a peer's transaction waits parked for its sender's earlier nonce."""
 
 
 # --- errors -------------------------------------------------------------------
@@ -121,6 +134,13 @@ class MempoolUsageError(MempoolError):
     """The node misused the mempool (an update for a height the state is not at)."""
 
     code = 5
+
+
+class TxParked(MempoolError):
+    """A peer's transaction ahead of its sender's next nonce was parked until the
+    earlier ones arrive (``add(..., park_future=True)`` only; not the peer's fault)."""
+
+    code = 6
 
 
 # --- entries ------------------------------------------------------------------
@@ -180,6 +200,14 @@ class Mempool:
         self._overlay: Overlay = state.new_overlay()
         self._overlay_height = state.height
         self._dirty = False
+        self._parked: dict[builtins.bytes, dict[int, tuple[builtins.bytes, builtins.bytes, int]]] = {}
+        """Sender -> nonce -> (tx bytes, hash, height parked at) of peers' transactions
+        ahead of the sender's next nonce."""
+        self._parked_count = 0
+        self._promoted: list[tuple[builtins.bytes, builtins.bytes]] = []
+        self.parked_total = 0
+        self.promoted_total = 0
+        """Transactions parked / added later from the parking (counters)."""
 
     # -- reading -----------------------------------------------------------------
 
@@ -227,8 +255,16 @@ class Mempool:
 
     # -- adding --------------------------------------------------------------------
 
-    def add(self, tx_bytes: builtins.bytes) -> CheckResult:
-        """Check and add a transaction; raises a MempoolError subclass."""
+    def add(self, tx_bytes: builtins.bytes, *, park_future: bool = False) -> CheckResult:
+        """Check and add a transaction; raises a MempoolError subclass. With
+        ``park_future`` (a peer's transaction) one whose nonce is ahead of its sender's
+        next is parked (TxParked) instead of refused; see the module docstring."""
+        result = self._add(tx_bytes, park_future)
+        if self._parked and result.sender in self._parked:
+            self._promote_sender(result.sender, result.nonce + 1)
+        return result
+
+    def _add(self, tx_bytes: builtins.bytes, park_future: bool) -> CheckResult:
         if type(tx_bytes) is not bytes:
             raise TxInvalid(MalformedTx(f"a transaction is bytes, not {type(tx_bytes).__name__}"))
         size = len(tx_bytes)
@@ -256,6 +292,10 @@ class Mempool:
             self._rebuild(drop_failed=True)
         try:
             result = self._check_decoded(tx, tx_bytes, tx_hash)
+        except WrongNonce as exc:
+            if park_future and self._park(tx, tx_bytes, tx_hash):
+                raise TxParked(f"transaction {tx_hash.hex()} parked: {exc}") from exc
+            raise self._failed(TxInvalid(exc)) from exc
         except InvalidTx as exc:
             raise self._failed(TxInvalid(exc)) from exc
         entry = MempoolTx(tx_bytes, tx_hash, tx, tx.body.LANE, size, self._seq, self.state.height)
@@ -273,6 +313,73 @@ class Mempool:
             self.metrics.mempool_tx_size_bytes.observe(size)
         self._update_gauge()
         return result
+
+    # -- parked transactions (peers' nonce gaps) -------------------------------------
+
+    @property
+    def parked(self) -> int:
+        """Peers' transactions parked for an earlier nonce of their sender."""
+        return self._parked_count
+
+    def _park(self, tx: txm.Tx, tx_bytes: builtins.bytes, tx_hash: builtins.bytes) -> bool:
+        """Park a transaction whose nonce is ahead of its sender's next; False if its
+        nonce is behind (a replay) or there is no room."""
+        queue = self._by_sender.get(tx.sender)
+        expected = queue[-1].nonce + 1 if queue else _nonce_of(self._overlay, tx.sender)
+        if tx.nonce <= expected or self._parked_count >= self.config.size:
+            return False
+        slots = self._parked.setdefault(tx.sender, {})
+        if tx.nonce not in slots:
+            slots[tx.nonce] = (tx_bytes, tx_hash, self.state.height)
+            self._parked_count += 1
+            self.parked_total += 1
+        return True
+
+    def _promote_sender(self, sender: builtins.bytes, nonce: int) -> None:
+        """Add the sender's parked transactions from ``nonce`` on, in order, while they
+        pass (the first that does not is dropped with the rest of the run)."""
+        slots = self._parked.get(sender)
+        while slots is not None and nonce in slots:
+            tx_bytes, tx_hash, _ = slots.pop(nonce)
+            self._parked_count -= 1
+            if not slots:
+                del self._parked[sender]
+            try:
+                self._add(tx_bytes, False)
+            except MempoolError:
+                return
+            self._promoted.append((tx_bytes, tx_hash))
+            self.promoted_total += 1
+            nonce += 1
+
+    def promote_parked(self) -> None:
+        """After a block: drop parked transactions the chain has passed or that waited
+        PARK_HEIGHTS, and add those whose predecessor is now committed."""
+        if not self._parked:
+            return
+        self._catch_up()
+        if self._dirty:
+            self._rebuild(drop_failed=True)
+        height = self.state.height
+        for sender in list(self._parked):
+            slots = self._parked.get(sender)
+            if not slots:
+                continue
+            queue = self._by_sender.get(sender)
+            expected = queue[-1].nonce + 1 if queue else _nonce_of(self._overlay, sender)
+            for nonce in [n for n, (_, _, at) in slots.items()
+                          if n < expected or height - at > PARK_HEIGHTS]:
+                del slots[nonce]
+                self._parked_count -= 1
+            if not slots:
+                del self._parked[sender]
+            elif expected in slots:
+                self._promote_sender(sender, expected)
+
+    def take_promoted(self) -> list[tuple[builtins.bytes, builtins.bytes]]:
+        """(bytes, hash) of the parked transactions added since the last call (to gossip)."""
+        out, self._promoted = self._promoted, []
+        return out
 
     def _check_decoded(self, tx: txm.Tx, tx_bytes: builtins.bytes, tx_hash: builtins.bytes) -> CheckResult:
         """chain.checktx.check_tx on the pool's overlay for a transaction decoded once
@@ -459,6 +566,8 @@ class Mempool:
         """Empty the pool (the cache of seen hashes is kept)."""
         self._by_hash.clear()
         self._by_sender.clear()
+        self._parked.clear()
+        self._parked_count = 0
         self._bytes = 0
         self._dirty = True
         self._update_gauge()

@@ -496,6 +496,9 @@ class Node:
             self.tx_gossip.observe(result.tx_hash, None, trio.current_time())
             self.tx_gossip.remember(result.tx_hash, tx_bytes)
             self.share_tx(tx_bytes, result.tx_hash)
+            # peers' transactions parked for this one's nonce were added after it
+            for promoted, promoted_hash in self.mempool.take_promoted():
+                self.share_tx(promoted, promoted_hash)
         return result
 
     def tx_location(self, tx_hash: bytes) -> TxLocation | None:

@@ -13,7 +13,16 @@ from chain import tx as txm
 from chain.errors import InsufficientBalance, MalformedTx, NotFound, WrongNonce
 from chain.params import ConsensusParams
 from node.config import MempoolConfig
-from node.mempool import DuplicateTx, Mempool, MempoolFull, MempoolUsageError, TxInvalid, TxTooLarge
+from node.mempool import (
+    PARK_HEIGHTS,
+    DuplicateTx,
+    Mempool,
+    MempoolFull,
+    MempoolUsageError,
+    TxInvalid,
+    TxParked,
+    TxTooLarge,
+)
 from node.metrics import NodeMetrics
 from tests.chain.helpers import TestChain, publish_body, root_of
 
@@ -329,3 +338,60 @@ def test_a_deferred_recheck_never_lets_reap_pick_a_stale_transaction(chain: Test
     # the next add replays the pool against the new state: alice's pair is dropped
     mp.add(pay(chain, "carol"))
     assert txm.tx_hash(stale) not in mp and txm.tx_hash(later) not in mp and mp.size == 1
+
+
+def test_a_peers_transaction_ahead_of_its_senders_nonce_is_parked_and_added_in_order(chain: TestChain) -> None:
+    mp = pool(chain)
+    raws = [pay(chain, "alice", nonce=n) for n in range(4)]
+    for raw in (raws[3], raws[2]):  # nonce 0 and 1 missing: parked, not refused
+        with pytest.raises(TxParked):
+            mp.add(raw, park_future=True)
+    assert mp.size == 0 and mp.parked == 2
+    with pytest.raises(TxInvalid):  # a client's gap is still refused
+        mp.add(pay(chain, "bob", nonce=1))
+    mp.add(raws[0])
+    assert mp.size == 1 and mp.parked == 2  # nonce 1 still missing
+    mp.add(raws[1], park_future=True)  # fills the gap: 2 and 3 follow it
+    assert mp.size == 4 and mp.parked == 0
+    assert [tx for tx, _ in mp.take_promoted()] == [raws[2], raws[3]]
+    assert mp.take_promoted() == []
+    assert mp.reap(chain.consensus)["txs"] == raws
+
+
+def test_parked_transactions_follow_a_block_that_committed_their_predecessor(chain: TestChain) -> None:
+    mp = pool(chain)
+    raws = [pay(chain, "alice", nonce=n) for n in range(3)]
+    with pytest.raises(TxParked):
+        mp.add(raws[1], park_future=True)
+    with pytest.raises(TxParked):
+        mp.add(raws[2], park_future=True)
+    commit(chain, mp, {"txs": [raws[0]]})  # another validator's block had nonce 0
+    assert mp.size == 0 and mp.parked == 2
+    mp.promote_parked()
+    assert mp.size == 2 and mp.parked == 0
+    assert [tx for tx, _ in mp.take_promoted()] == raws[1:]
+    commit(chain, mp, mp.reap(chain.consensus))
+    assert chain.account("alice")[1] == 3
+
+
+def test_parked_transactions_are_bounded_and_expire(chain: TestChain) -> None:
+    mp = pool(chain, size=2)
+    for n in (1, 2):
+        with pytest.raises(TxParked):
+            mp.add(pay(chain, "alice", nonce=n), park_future=True)
+    with pytest.raises(TxInvalid):  # no room to park a third
+        mp.add(pay(chain, "alice", nonce=3), park_future=True)
+    assert mp.parked == 2
+    for _ in range(PARK_HEIGHTS + 1):
+        commit(chain, mp, {})
+    mp.promote_parked()
+    assert mp.parked == 0 and mp.size == 0
+
+
+def test_a_stale_nonce_is_never_parked(chain: TestChain) -> None:
+    mp = pool(chain)
+    first = pay(chain, "alice", nonce=0)
+    commit(chain, mp, {"txs": [first]})
+    with pytest.raises(TxInvalid) as stale:
+        mp.add(pay(chain, "alice", amount=5, nonce=0), park_future=True)
+    assert isinstance(stale.value.reason, WrongNonce) and mp.parked == 0

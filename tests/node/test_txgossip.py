@@ -61,7 +61,7 @@ def test_peer_batches_are_pooled_relayed_batched_and_bad_ones_banned(
     funder = homes.nodes[0].validator_key
     chain_id = homes.chain_id
     signed = [txbuild.sign(funder, chain_id, n, txbuild.transfer(b"\x01" * 32, 1))[1]
-              for n in range(12)]
+              for n in range(14)]
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
@@ -97,10 +97,18 @@ def test_peer_batches_are_pooled_relayed_batched_and_bad_ones_banned(
                 await wait_until(lambda: all(known(n, r) for n in nodes for r in signed[:8]), 20,
                                  "the peer's batch on both nodes")
                 # our own submissions go out batched, to us too (we did not send them)
-                for raw in signed[8:]:
+                for raw in signed[8:12]:
                     await target.node.submit_tx(raw)
-                await wait_until(lambda: set(signed[8:]) <= set(got), 10, "our submissions gossiped")
+                await wait_until(lambda: set(signed[8:12]) <= set(got), 10, "our submissions gossiped")
                 assert not set(signed[:8]) & set(got)
+                # a transaction ahead of its sender's nonce is parked, then pooled and
+                # relayed once the one before it arrives
+                parked = target.node.mempool.parked_total
+                fake.send(target_id, MEMPOOL, wire.pack_tx_batches([signed[13]], target.node.limits)[0])
+                await wait_until(lambda: target.node.mempool.parked_total > parked, 10, "parked")
+                fake.send(target_id, MEMPOOL, wire.pack_tx_batches([signed[12]], target.node.limits)[0])
+                await wait_until(lambda: all(known(n, r) for n in nodes for r in signed[12:]), 20,
+                                 "the gap filled on both nodes")
                 assert target.node.tx_gossip.frames_built < target.node.tx_gossip.txs_queued * 2
                 # a batch that does not decode: the sender is reported and banned
                 fake.send(target_id, MEMPOOL, b"\x92\x21\x90")  # [33, []]
@@ -123,11 +131,15 @@ def test_intake_checks_nothing_while_a_block_is_applied() -> None:
     shared: list[bytes] = []
 
     async def main() -> None:
+        def add(tx: bytes, park_future: bool = False) -> None:
+            added.append(tx)
+
         node = SimpleNamespace(apply_lock=trio.Lock(),
-                               mempool=SimpleNamespace(add=added.append),
+                               mempool=SimpleNamespace(add=add, parked=0, take_promoted=list),
                                share_tx=lambda tx, h: shared.append(h))
         d = Daemon.__new__(Daemon)
         d.node = node  # type: ignore[assignment]
+        d._promote_at = -1
         d._intake = deque()
         d._intake_wake = trio.Event()
         async with trio.open_nursery() as nursery:
