@@ -5,6 +5,16 @@
 `WriteBatch` atomically; `LevelKV.write(..., sync=True)` returns only after LevelDB
 has synced its log, which is what a block commit uses.
 
+A batch can carry `meanwhile` callbacks: work the writer has to do once the batch
+is written and that needs nothing from the store (the state tree moving a
+version's nodes into its cache). `LevelKV.write` runs them in the calling thread
+while LevelDB writes and syncs the batch in another (LevelDB releases the
+interpreter lock for that), so the two overlap; `MemoryKV.write` runs them after
+the write. They run only for a batch that is written, and even when the write
+fails: a callback must leave its owner correct if the batch never lands (the
+state tree does: its cache is emptied when the store's latest version is not the
+cache's).
+
 plyvel is imported by `LevelKV.open` only, so importing this module (or
 storage.proof) never loads LevelDB.
 """
@@ -14,7 +24,8 @@ from __future__ import annotations
 import bisect
 import os
 import struct
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from storage.errors import (
@@ -50,28 +61,44 @@ class KV(Protocol):
 
 class WriteBatch:
     """An ordered list of puts and deletes, applied atomically by `KV.write`.
-    When a key appears twice the later operation wins."""
+    When a key appears twice the later operation wins.
 
-    __slots__ = ("ops",)
+    Keys and values are kept in two lists side by side (`values[i]` None is a
+    delete): a block's batch holds tens of thousands of operations, and pairs
+    would be as many tuples for the cyclic collector to scan."""
+
+    __slots__ = ("keys", "meanwhile", "values")
 
     def __init__(self) -> None:
-        self.ops: list[tuple[bytes, bytes | None]] = []
+        self.keys: list[bytes] = []
+        self.values: list[bytes | None] = []
+        self.meanwhile: list[Callable[[], None]] = []
+        """Callbacks `KV.write` runs while (LevelKV) or after (MemoryKV) it writes."""
 
     def put(self, key: bytes, value: bytes) -> None:
         if type(key) is not bytes or type(value) is not bytes:
             raise StorageError("WriteBatch.put takes bytes key and bytes value")
-        self.ops.append((key, value))
+        self.keys.append(key)
+        self.values.append(value)
 
     def delete(self, key: bytes) -> None:
         if type(key) is not bytes:
             raise StorageError("WriteBatch.delete takes a bytes key")
-        self.ops.append((key, None))
+        self.keys.append(key)
+        self.values.append(None)
 
     def extend(self, other: WriteBatch) -> None:
-        self.ops.extend(other.ops)
+        self.keys.extend(other.keys)
+        self.values.extend(other.values)
+        self.meanwhile.extend(other.meanwhile)
+
+    @property
+    def ops(self) -> list[tuple[bytes, bytes | None]]:
+        """The operations as (key, value or None) pairs, in order."""
+        return list(zip(self.keys, self.values, strict=True))
 
     def __len__(self) -> int:
-        return len(self.ops)
+        return len(self.keys)
 
 
 def _bounds(prefix: bytes, start: bytes | None, stop: bytes | None) -> tuple[bytes, bytes | None]:
@@ -119,7 +146,7 @@ class MemoryKV:
     def write(self, batch: WriteBatch, *, sync: bool = False) -> None:
         self._check()
         data, keys = self._data, self._keys
-        for key, value in batch.ops:
+        for key, value in zip(batch.keys, batch.values, strict=True):
             if value is None:
                 if key in data:
                     del data[key]
@@ -128,6 +155,8 @@ class MemoryKV:
                 if key not in data:
                     bisect.insort(keys, key)
                 data[key] = value
+        for callback in batch.meanwhile:
+            callback()
 
     def close(self) -> None:
         self._closed = True
@@ -466,14 +495,33 @@ class LevelKV:
         try:
             wb = db.write_batch(sync=sync)
             put, delete = wb.put, wb.delete
-            for key, value in batch.ops:
+            for key, value in zip(batch.keys, batch.values, strict=True):
                 if value is None:
                     delete(key)
                 else:
                     put(key, value)
-            wb.write()
+            if not batch.meanwhile:
+                wb.write()
+                return
         except Exception as exc:
             raise self._wrap(exc) from None
+        failed: list[BaseException] = []
+
+        def write() -> None:
+            try:
+                wb.write()
+            except BaseException as exc:  # handed to the caller below
+                failed.append(exc)
+
+        writer = threading.Thread(target=write, name="leveldb-write")
+        writer.start()
+        try:
+            for callback in batch.meanwhile:
+                callback()
+        finally:
+            writer.join()
+            if failed:
+                raise self._wrap(failed[0]) from None
 
     def verify(self) -> int:
         """Read every entry with checksums on; returns the count. Raises

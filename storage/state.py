@@ -49,12 +49,12 @@ hash_updates: Callable[
     [Iterable[tuple[object, object]], Iterable[object]],
     dict[bytes, tuple[bytes, bytes | None, bytes | None]],
 ] = _kernel.hash_updates
-promote: Callable[[dict[bytes, bytes], list[tuple[bytes, bytes]], list[bytes], int, int], int] = (
-    _kernel.promote
-)
+promote: Callable[
+    [dict[bytes, bytes], list[bytes], list[bytes], list[int], list[bytes], int, int], int
+] = _kernel.promote
 stage_writes: Callable[
     [_pure.Updater, int, bytes, dict[bytes, tuple[bytes, bytes | None, bytes | None]]],
-    list[tuple[bytes, bytes | None]],
+    tuple[list[bytes], list[bytes]],
 ] = _kernel.stage_writes
 CACHE_ENTRY_OVERHEAD = _pure.CACHE_ENTRY_OVERHEAD
 check_node = _pure.check_node
@@ -87,30 +87,44 @@ def _check_bytes(what: str, b: object) -> bytes:
 class StagedVersion:
     """A computed but unwritten version: its root and the writes that make it."""
 
-    __slots__ = ("_new_nodes", "_ops", "_removed", "_root_slot", "root", "version")
+    __slots__ = (
+        "_keys", "_olds", "_paths", "_records", "_removed", "_root_slot", "_tree", "_values", "root",
+        "version",
+    )
 
     def __init__(
         self,
         version: int,
         root_slot: bytes,
-        ops: list[tuple[bytes, bytes | None]],
-        new_nodes: list[tuple[bytes, bytes]],
-        removed: list[bytes],
+        writes: tuple[list[bytes], list[bytes]],
+        run: _pure.Updater | None = None,
+        tree: StateTree | None = None,
     ) -> None:
+        self._tree = tree
         self.version = version
         self.root = _slot_hash(root_slot)
         self._root_slot = root_slot
-        self._ops = ops
-        self._new_nodes = new_nodes
-        self._removed = removed
+        self._keys, self._values = writes
+        # What the cache update needs from the pass (see treekernel.promote).
+        self._paths: list[bytes] = [] if run is None else run.paths
+        self._records: list[bytes] = [] if run is None else run.records
+        self._olds: list[int] = [] if run is None else run.olds
+        self._removed: list[bytes] = [] if run is None else run.removed
 
     def write_into(self, batch: WriteBatch) -> None:
-        """Append this version's writes to `batch` (the caller writes it, sync=True)."""
-        batch.ops.extend(self._ops)
+        """Append this version's writes to `batch` (the caller writes it, sync=True).
+
+        Also hands the batch the tree's cache update for this version, which the
+        store runs while it writes the batch (see storage.kv)."""
+        batch.keys.extend(self._keys)
+        batch.values.extend(self._values)
+        tree = self._tree
+        if tree is not None:
+            batch.meanwhile.append(lambda: tree._promote_written(self))
 
     @property
     def write_count(self) -> int:
-        return len(self._ops)
+        return len(self._keys)
 
 
 class StateTree:
@@ -312,22 +326,37 @@ class StateTree:
     # -- writes -------------------------------------------------------------------
 
     def _promote(self) -> None:
-        """Move the nodes of a staged version into the cache once it is committed;
-        drop the nodes it replaced."""
+        """Move the nodes of a staged version into the cache if it was committed
+        without its batch's cache update (written by another handle's batch)."""
         pending = self._pending
-        if pending is None:
-            return
+        if pending is not None and self.kv.get(keys.state_root_key(pending.version)) == pending._root_slot:
+            self._promote_written(pending)
         self._pending = None
-        if self.kv.get(keys.state_root_key(pending.version)) != pending._root_slot:
-            return
-        # Rewritten nodes replace their cached predecessors in place; new paths are
-        # added while there is room. A pass reads nodes root first, so when the tree
-        # outgrows the cache the upper levels, read by every pass, are the ones kept.
-        used = promote(
-            self._cache, pending._new_nodes, pending._removed, self._cache_used, self._cache_limit
+
+    def _promote_written(self, staged: StagedVersion) -> None:
+        """Move the nodes of `staged` into the cache and drop those it replaced; run
+        by the store while it writes the batch holding `staged` (storage.kv).
+
+        It does not wait for the write: if the batch does not land, the cache
+        claims a version the store does not have, and the next `stage` (which
+        compares the two) empties it. Proofs use a cached node only when it hashes
+        to its parent's slot, so readers in other threads stay right meanwhile.
+        Rewritten nodes replace their cached predecessors in place; new paths are
+        added while there is room. A pass reads nodes root first, so when the tree
+        outgrows the cache the upper levels, read by every pass, are the ones kept."""
+        if self._pending is not staged:
+            return  # staged again since (a new round's block), or already promoted
+        self._pending = None
+        self._cache_used = promote(
+            self._cache,
+            staged._paths,
+            staged._records,
+            staged._olds,
+            staged._removed,
+            self._cache_used,
+            self._cache_limit,
         )
-        self._cache_version = pending.version
-        self._cache_used = used
+        self._cache_version = staged.version
 
     def stage(
         self, version: int, puts: Mapping[bytes, bytes], deletes: Iterable[bytes] = ()
@@ -371,7 +400,7 @@ class StateTree:
         new_root = run.update(old_root, 0, 0, len(khs))
         # Sorted keys make LevelDB's memtable inserts ~25% cheaper than random order.
         out = stage_writes(run, version, new_root, ops)
-        staged = StagedVersion(version, new_root, out, run.nodes, run.removed)
+        staged = StagedVersion(version, new_root, out, run, self)
         self._pending = staged
         return staged
 

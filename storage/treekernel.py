@@ -94,7 +94,7 @@ def node_child(rec: bytes, nib: int) -> bytes:
 
 
 def make_node(slots: list[bytes]) -> tuple[bytes, bytes]:
-    """(record, hash) of a node from its 16 slots."""
+    """(record, hash input) of a node from its 16 slots."""
     bm = lm = 0
     hashes: list[bytes] = []
     extras: list[bytes] = []
@@ -108,13 +108,13 @@ def make_node(slots: list[bytes]) -> tuple[bytes, bytes]:
             extras.append(s[32:])
     bmb = bm.to_bytes(2, "big")
     hs = b"".join(hashes)
-    return bmb + lm.to_bytes(2, "big") + hs + b"".join(extras), blake3(_NODE + bmb + hs).digest()
+    return bmb + lm.to_bytes(2, "big") + hs + b"".join(extras), _NODE + bmb + hs
 
 
 def rewrite_node(rec: bytes, changes: list[tuple[int, bytes]]) -> tuple[bytes, bytes, bytes]:
     """Apply (nibble, new slot) changes, ascending by nibble, to a node record.
 
-    Returns (record, hash, single_leaf): record is b"" if no child is left;
+    Returns (record, hash input, single_leaf): record is b"" if no child is left;
     single_leaf is the slot of the only child when that child is a leaf (the node
     then disappears and the leaf moves up), else b"".
     """
@@ -159,7 +159,7 @@ def rewrite_node(rec: bytes, changes: list[tuple[int, bytes]]) -> tuple[bytes, b
         return EMPTY, EMPTY, hs + b"".join(xparts)
     bmb = nbm.to_bytes(2, "big")
     record = bmb + nlm.to_bytes(2, "big") + hs + b"".join(xparts)
-    return record, blake3(_NODE + bmb + hs).digest(), EMPTY
+    return record, _NODE + bmb + hs, EMPTY
 
 
 
@@ -172,12 +172,14 @@ def hash_updates(
     # One hasher reset between inputs: a new BLAKE3 object per small input costs
     # about half as much again as the hashing.
     h = blake3()
+    # Bound once: a method call through the type costs a lookup every time.
+    update, digest, reset = h.update, h.digest, h.reset
     for key in deletes:
         if type(key) is not bytes:
             raise StateKeyError(f"state key must be bytes, got {type(key).__name__}")
-        h.update(key)
-        ops[h.digest()] = (key, None, None)
-        h.reset()
+        update(key)
+        ops[digest()] = (key, None, None)
+        reset()
     for key, value in puts:
         if type(key) is not bytes:
             raise StateKeyError(f"state key must be bytes, got {type(key).__name__}")
@@ -185,15 +187,15 @@ def hash_updates(
             raise StateKeyError(f"state value must be bytes, got {type(value).__name__}")
         if len(key) > MAX_KEY_LEN:
             raise StateKeyError(f"state key of {len(key)} bytes exceeds {MAX_KEY_LEN}")
-        h.update(key)
-        kh = h.digest()
-        h.reset()
-        h.update(value)
-        vh = h.digest()
-        h.reset()
-        h.update(_LEAF + kh + vh)
-        ops[kh] = (key, value, h.digest() + kh)
-        h.reset()
+        update(key)
+        kh = digest()
+        reset()
+        update(value)
+        vh = digest()
+        reset()
+        update(_LEAF + kh + vh)
+        ops[kh] = (key, value, digest() + kh)
+        reset()
     return ops
 
 
@@ -205,15 +207,17 @@ class Updater:
     of one tree, so a staging pass, which always starts from that version, can
     look a node up by path alone. `load(u64 version, path)` reads a node the cache
     lacks (and may add it to the cache). After `update` returns the new root slot,
-    `collect()` returns (and `nodes` then holds) the (path, record) pairs of the
-    nodes the version writes, sorted by path;
-    `stale` the u64 version ‖ path of the nodes it replaces, `removed` the paths where a
-    node existed and none does now, and `changed` the indexes (into `khs`) of the
-    keys whose value changed."""
+    `collect()` fills `paths` and `records` with the nodes the version writes,
+    sorted by path, and `olds` with the length of the cached record each one
+    replaces (-1: none was found in the cache); `stale` holds the u64 version ‖ path
+    of the nodes it replaces, `removed` the paths where a node existed and none
+    does now, and `changed` the indexes (into `khs`) of the keys whose value
+    changed. (Parallel lists rather than tuples: nothing for the cyclic collector
+    to track.)"""
 
     __slots__ = (
-        "by_depth", "cache", "changed", "hasher", "hexes", "khs", "leaves", "load", "nodes", "removed",
-        "stale", "vbytes",
+        "by_depth", "cache", "changed", "h_digest", "h_reset", "h_update", "hexes", "khs", "leaves",
+        "load", "olds", "paths", "records", "removed", "stale", "vbytes",
     )
 
     def __init__(
@@ -227,27 +231,49 @@ class Updater:
         self.cache = cache
         self.load = load
         self.vbytes = version.to_bytes(8, "big")
-        self.hasher = blake3()  # reset after each node: cheaper than a new one per node
+        # One hasher, reset after each node (cheaper than a new one per node), its
+        # methods bound once (a call through the type looks the method up each time).
+        hasher = blake3()
+        self.h_update: Callable[[bytes], object] = hasher.update
+        self.h_digest: Callable[[], bytes] = hasher.digest
+        self.h_reset: Callable[[], object] = hasher.reset
         self.khs = khs
         self.hexes = [kh.hex() for kh in khs]
         self.leaves = leaves
-        # New nodes per depth. A depth-first pass finishes the nodes of one depth in
-        # path order, so the depths concatenated are sorted by path (the path
-        # encoding starts with the depth): `collect` needs no sort.
-        self.by_depth: list[list[tuple[bytes, bytes]]] = [[] for _ in range(65)]
-        self.nodes: list[tuple[bytes, bytes]] = []
+        # New nodes per depth: paths, records and replaced lengths, side by side. A
+        # depth-first pass finishes the nodes of one depth in path order, so the
+        # depths concatenated are sorted by path (the path encoding starts with the
+        # depth): `collect` needs no sort.
+        self.by_depth: list[tuple[list[bytes], list[bytes], list[int]]] = [
+            ([], [], []) for _ in range(65)
+        ]
+        self.paths: list[bytes] = []
+        self.records: list[bytes] = []
+        self.olds: list[int] = []
         self.stale: list[bytes] = []
         self.removed: list[bytes] = []
         self.changed: list[int] = []
 
-    def collect(self) -> list[tuple[bytes, bytes]]:
-        """The (path, record) pairs of the new nodes, sorted by path, into `nodes`."""
-        nodes: list[tuple[bytes, bytes]] = []
-        for level in self.by_depth:
-            if level:
-                nodes.extend(level)
-        self.nodes = nodes
-        return nodes
+    def collect(self) -> None:
+        """Fill `paths`, `records` and `olds` with the new nodes, sorted by path."""
+        paths, records, olds = self.paths, self.records, self.olds
+        for level_paths, level_records, level_olds in self.by_depth:
+            if level_paths:
+                paths.extend(level_paths)
+                records.extend(level_records)
+                olds.extend(level_olds)
+
+    def _emit(self, depth: int, path: bytes, record: bytes, old: int) -> None:
+        level = self.by_depth[depth]
+        level[0].append(path)
+        level[1].append(record)
+        level[2].append(old)
+
+    def _digest(self, data: bytes) -> bytes:
+        self.h_update(data)
+        digest = self.h_digest()
+        self.h_reset()
+        return digest
 
     def build(self, items: list[tuple[bytes, bytes]], depth: int) -> bytes:
         """Slot of a new subtree at `depth` holding exactly `items` (sorted (key hash,
@@ -266,9 +292,9 @@ class Updater:
                 end += 1
             slots[nib] = self.build(items[start:end], depth + 1)
             start = end
-        record, h = make_node(slots)
-        self.by_depth[depth].append((encode_path(items[0][0], depth), record))
-        return h + self.vbytes
+        record, pre = make_node(slots)
+        self._emit(depth, encode_path(items[0][0], depth), record, -1)
+        return self._digest(pre) + self.vbytes
 
     def update(self, slot: bytes, depth: int, lo: int, hi: int) -> bytes:
         """New slot for the subtree at `depth` after the ops khs[lo:hi]."""
@@ -312,13 +338,17 @@ class Updater:
             path = _DEPTH[depth] + kh0[:half] + _HIGH[kh0[half]]
         else:
             path = _DEPTH[depth] + kh0[:half]
-        rec = self.cache.get(path)
-        if rec is None:
+        cached = self.cache.get(path)
+        if cached is None:
             rec = self.load(slot[32:40], path)
+            old = -1
+        else:
+            rec = cached
+            old = len(rec)
         hexes = self.hexes
         first = hexes[lo][depth]
         if first != hexes[hi - 1][depth]:
-            return self._update_many(slot, rec, path, depth, lo, hi)
+            return self._update_many(slot, rec, old, path, depth, lo, hi)
         # One child changes (the common case below the top levels): splice it in.
         nib = _HEX[first]
         bit = 1 << nib
@@ -378,15 +408,11 @@ class Updater:
             self.removed.append(path)
             return hs + extras  # the only child left is a leaf: it moves up
         head = _U16[nbm]
-        self.by_depth[depth].append((path, head + _U16[nlm] + hs + extras))
-        h = self.hasher
-        h.update(_NODE + head + hs)
-        digest: bytes = h.digest()
-        h.reset()
-        return digest + self.vbytes
+        self._emit(depth, path, head + _U16[nlm] + hs + extras, old)
+        return self._digest(_NODE + head + hs) + self.vbytes
 
     def _update_many(
-        self, slot: bytes, rec: bytes, path: bytes, depth: int, lo: int, hi: int
+        self, slot: bytes, rec: bytes, old: int, path: bytes, depth: int, lo: int, hi: int
     ) -> bytes:
         hexes = self.hexes
         changes: list[tuple[int, bytes]] = []
@@ -408,12 +434,12 @@ class Updater:
         if not changes:
             return slot
         self.stale.append(slot[32:40] + path)
-        record, h, single_leaf = rewrite_node(rec, changes)
+        record, pre, single_leaf = rewrite_node(rec, changes)
         if not record:
             self.removed.append(path)
             return single_leaf
-        self.by_depth[depth].append((path, record))
-        return h + self.vbytes
+        self._emit(depth, path, record, old)
+        return self._digest(pre) + self.vbytes
 
 
 CACHE_ENTRY_OVERHEAD: Final = 120
@@ -422,29 +448,37 @@ CACHE_ENTRY_OVERHEAD: Final = 120
 
 def promote(
     cache: dict[bytes, bytes],
-    nodes: list[tuple[bytes, bytes]],
+    paths: list[bytes],
+    records: list[bytes],
+    olds: list[int],
     removed: list[bytes],
     used: int,
     limit: int,
 ) -> int:
     """Make `cache` hold the version a staging pass computed: drop the `removed`
-    paths, overwrite or add the new `nodes` (add only while `used` stays within
-    `limit`). Returns the new
-    `used`."""
+    paths, overwrite or add the new nodes (`paths`, `records`; add only while
+    `used` stays within `limit`). `olds[i]` is the length of the cached record that
+    node i replaces, as the pass found it (-1: not found, so look). Returns the
+    new `used`."""
     for path in removed:
-        old = cache.pop(path, None)
-        if old is not None:
-            used -= len(old) + len(path) + CACHE_ENTRY_OVERHEAD
-    for path, rec in nodes:
-        old = cache.get(path)
-        if old is not None:
-            cache[path] = rec
-            used += len(rec) - len(old)
-        else:
-            size = len(rec) + len(path) + CACHE_ENTRY_OVERHEAD
-            if used + size <= limit:
-                cache[path] = rec
-                used += size
+        gone = cache.pop(path, None)
+        if gone is not None:
+            used -= len(gone) + len(path) + CACHE_ENTRY_OVERHEAD
+    for i in range(len(paths)):
+        path = paths[i]
+        rec = records[i]
+        old = olds[i]
+        if old < 0:
+            found = cache.get(path)
+            if found is None:
+                size = len(rec) + len(path) + CACHE_ENTRY_OVERHEAD
+                if used + size <= limit:
+                    cache[path] = rec
+                    used += size
+                continue
+            old = len(found)
+        cache[path] = rec
+        used += len(rec) - old
     return used
 
 
@@ -457,26 +491,32 @@ def stage_writes(
     version: int,
     new_root: bytes,
     ops: dict[bytes, tuple[bytes, bytes | None, bytes | None]],
-) -> list[tuple[bytes, bytes | None]]:
-    """The store writes of a finished pass, sorted as LevelDB likes them: the new
-    nodes (S n, by path), the root pointer (S r), the stale record (S s), then the
-    value records of the changed keys (S v, in key-hash order)."""
+) -> tuple[list[bytes], list[bytes]]:
+    """The store writes of a finished pass as (keys, values), side by side (no
+    tuples for the cyclic collector), sorted as LevelDB likes them: the new nodes
+    (S n, by path), the root pointer (S r), the stale record (S s), then the value
+    records of the changed keys (S v, in key-hash order)."""
     vbytes = version.to_bytes(8, "big")
     node_prefix = keys.STATE_NODE + vbytes
-    out: list[tuple[bytes, bytes | None]] = [(node_prefix + path, rec) for path, rec in run.collect()]
-    out.append((keys.STATE_ROOT + vbytes, new_root))
+    run.collect()
+    out_keys = [node_prefix + path for path in run.paths]
+    out_values = run.records[:]
+    out_keys.append(keys.STATE_ROOT + vbytes)
+    out_values.append(new_root)
     khs = run.khs
     changed = [khs[i] for i in run.changed]
     if run.stale or changed:
         stale = [len(run.stale).to_bytes(4, "big")]
         stale.extend(run.stale)
         stale.extend(changed)
-        out.append((keys.STATE_STALE + vbytes, b"".join(stale)))
+        out_keys.append(keys.STATE_STALE + vbytes)
+        out_values.append(b"".join(stale))
     value_prefix = keys.STATE_VALUE
     for kh in changed:
         key, new_value, _leaf = ops[kh]
+        out_keys.append(value_prefix + kh + vbytes)
         if new_value is None:
-            out.append((value_prefix + kh + vbytes, _VALUE_DELETED))
+            out_values.append(_VALUE_DELETED)
         else:
-            out.append((value_prefix + kh + vbytes, _VALUE_PRESENT + _U16[len(key)] + key + new_value))
-    return out
+            out_values.append(_VALUE_PRESENT + _U16[len(key)] + key + new_value)
+    return out_keys, out_values

@@ -79,7 +79,7 @@ def test_order_is_enforced(kv: KV) -> None:
     with pytest.raises(BlockStoreError):
         store.commit_block(10, bh(10), b"b", b"c", None)
     with pytest.raises(BlockStoreError):
-        store.commit_block(11, bh(11), b"b", b"c", StagedVersion(12, b"", [], [], []))
+        store.commit_block(11, bh(11), b"b", b"c", StagedVersion(12, b"", ([], [])))
     with pytest.raises(BlockStoreError):
         store.set_commit(99, b"c")
     with pytest.raises(BlockStoreError):

@@ -272,7 +272,8 @@ def test_batch_write_of_wrong_types_is_typed(tmp_path: Path) -> None:
     kv = LevelKV.open(tmp_path / "db", create=True)
     try:
         batch = WriteBatch()
-        batch.ops.append(("str", b"x"))  # type: ignore[arg-type]
+        batch.keys.append("str")  # type: ignore[arg-type]
+        batch.values.append(b"x")
         with pytest.raises(StorageError):
             kv.write(batch)
     finally:

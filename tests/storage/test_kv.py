@@ -100,3 +100,45 @@ def test_leveldb_survives_reopen(tmp_path: Path) -> None:
     assert kv.get(b"x") == b"y"
     assert kv.verify() == 2  # with the store marker
     kv.close()
+
+
+def test_meanwhile_callbacks_run_once_per_written_batch(kv: KV) -> None:
+    """A batch's callbacks run once when it is written (LevelKV: while LevelDB
+    writes it in another thread), also when merged into another batch."""
+    ran: list[str] = []
+    inner = WriteBatch()
+    inner.put(b"a", b"1")
+    inner.meanwhile.append(lambda: ran.append("inner"))
+    outer = WriteBatch()
+    outer.put(b"b", b"2")
+    outer.meanwhile.append(lambda: ran.append("outer"))
+    outer.extend(inner)
+    assert ran == []
+    kv.write(outer, sync=True)
+    assert sorted(ran) == ["inner", "outer"]
+    assert kv.get(b"a") == b"1" and kv.get(b"b") == b"2"
+
+
+def test_meanwhile_error_reaches_caller_after_the_write(kv: KV) -> None:
+    batch = WriteBatch()
+    batch.put(b"k", b"v")
+
+    def boom() -> None:
+        raise ValueError("callback failed")
+
+    batch.meanwhile.append(boom)
+    with pytest.raises(ValueError, match="callback failed"):
+        kv.write(batch, sync=True)
+    assert kv.get(b"k") == b"v"  # the write itself was not abandoned
+
+
+def test_write_to_closed_store_runs_no_callback(tmp_path: Path) -> None:
+    kv = LevelKV.open(tmp_path / "db", create=True)
+    kv.close()
+    ran: list[int] = []
+    batch = WriteBatch()
+    batch.put(b"k", b"v")
+    batch.meanwhile.append(lambda: ran.append(1))
+    with pytest.raises(DatabaseClosedError):
+        kv.write(batch)
+    assert ran == []

@@ -12,7 +12,7 @@ import pytest
 from blake3 import blake3
 
 from storage import keys
-from storage.errors import StateKeyError, VersionError
+from storage.errors import DatabaseIOError, StateKeyError, VersionError
 from storage.kv import KV, LevelKV, MemoryKV, WriteBatch
 from storage.proof import EMPTY_ROOT, verify_proof
 from storage.state import StateTree
@@ -270,3 +270,60 @@ def test_latest_version_follows_other_writers(kv: KV) -> None:
     assert reader.get(b"a") == b"8"
     staged = reader.stage(9, {b"b": b"2"}, [])
     assert staged.root == scratch_root({b"a": b"8", b"b": b"2"})
+
+
+class LostWriteKV(MemoryKV):
+    """Runs a batch's callbacks, then fails without writing (a disk error)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fail_next = False
+
+    def write(self, batch: WriteBatch, *, sync: bool = False) -> None:
+        if self.fail_next:
+            self.fail_next = False
+            for callback in batch.meanwhile:
+                callback()
+            raise DatabaseIOError("memory", "injected write failure")
+        super().write(batch, sync=sync)
+
+
+def test_cache_updated_during_a_failed_write_is_dropped() -> None:
+    """The tree moves a version into its cache while the batch is written; when
+    that write fails, later versions and proofs must still match a fresh tree."""
+    rng = random.Random(3)
+    kv = LostWriteKV()
+    tree = StateTree(kv)
+    model: dict[bytes, bytes] = {}
+    for v in range(8):
+        puts = {b"k%d" % rng.randrange(200): rng.randbytes(6) for _ in range(40)}
+        if v in (3, 6):
+            kv.fail_next = True
+            with pytest.raises(DatabaseIOError):
+                tree.apply(v, {k: b"lost" for k in puts}, [])
+            assert tree.latest_version == v - 1
+        model.update(puts)
+        assert tree.apply(v, puts, []) == scratch_root(model)
+        for key in rng.sample(sorted(model), 5):
+            value, proof = tree.get_with_proof(key)
+            assert value == model[key] and verify_proof(tree.root(), key, value, proof)
+
+
+def test_cache_update_rides_on_the_batch(tmp_path: Path) -> None:
+    """When a BlockStore-style batch lands, the tree's cache already holds the new
+    version (its update ran while LevelDB wrote): nothing waits for the next pass."""
+    kv = LevelKV.open(tmp_path / "db", create=True)
+    tree = StateTree(kv)
+    rng = random.Random(9)
+    entries = 0
+    for v in range(6):
+        staged = tree.stage(v, {rng.randbytes(8): b"x" for _ in range(300)}, [])
+        assert tree.cache_size[0] == entries  # staging alone changes nothing
+        batch = WriteBatch()
+        batch.put(b"block", b"%d" % v)
+        staged.write_into(batch)
+        kv.write(batch, sync=True)
+        assert tree.cache_size[0] > entries
+        entries = tree.cache_size[0]
+    assert tree.cache_misses == 0
+    kv.close()
