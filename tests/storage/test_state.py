@@ -327,3 +327,72 @@ def test_cache_update_rides_on_the_batch(tmp_path: Path) -> None:
         entries = tree.cache_size[0]
     assert tree.cache_misses == 0
     kv.close()
+
+
+@pytest.mark.parametrize("cache_bytes", [1 << 30, 30_000, 2_000])
+def test_cache_accounting_stays_exact(cache_bytes: int) -> None:
+    """The cache's accounted bytes equal its entries' sizes after every commit,
+    whether a rewrite replaces a record the pass found cached, one it loaded from
+    the store, or a path the cache had no room for; and every cached record is the
+    node the latest version has at that path."""
+    from storage.state import CACHE_ENTRY_OVERHEAD
+
+    rng = random.Random(cache_bytes)
+    kv = MemoryKV()
+    tree = StateTree(kv, cache_bytes=cache_bytes)
+    present: list[bytes] = []
+    for v in range(25):
+        puts = {rng.randbytes(rng.choice((2, 8))): rng.randbytes(5) for _ in range(rng.randrange(1, 80))}
+        dels = rng.sample(present, min(len(present), rng.randrange(0, 20)))
+        staged = tree.stage(v, puts, dels)
+        if v % 5 == 4:
+            staged = tree.stage(v, puts, dels)  # restaged: only the last one counts
+        batch = WriteBatch()
+        staged.write_into(batch)
+        kv.write(batch, sync=True)
+        present = sorted((set(present) - set(dels)) | set(puts))
+        cache = tree._cache
+        assert tree.cache_size[1] == sum(
+            len(rec) + len(path) + CACHE_ENTRY_OVERHEAD for path, rec in cache.items()
+        )
+        latest = latest_nodes(kv, tree)
+        for path, rec in cache.items():
+            assert latest[path] == rec
+
+
+def latest_nodes(kv: KV, tree: StateTree) -> dict[bytes, bytes]:
+    """Path -> record of every internal node of the latest version, read from the
+    store (not the cache) by walking down from the root pointer."""
+    from storage.state import INTERNAL_SLOT, encode_path, node_child
+
+    out: dict[bytes, bytes] = {}
+
+    def walk(slot: bytes, prefix: bytes, depth: int) -> None:
+        if len(slot) != INTERNAL_SLOT:
+            return
+        # encode_path reads the nibbles of a key hash; pad the prefix to one.
+        path = encode_path(prefix + bytes(32 - len(prefix)), depth)
+        rec = kv.get(keys.STATE_NODE + slot[32:40] + path)
+        assert rec is not None
+        out[path] = rec
+        for nib in range(16):
+            child = node_child(rec, nib)
+            if child:
+                nibbles = bytes(prefix_nibbles(prefix, depth)) + bytes([nib])
+                walk(child, pack_nibbles(nibbles), depth + 1)
+
+    version = tree.latest_version
+    assert version is not None
+    root_slot = kv.get(keys.STATE_ROOT + version.to_bytes(8, "big"))
+    assert root_slot is not None
+    walk(root_slot, b"", 0)
+    return out
+
+
+def prefix_nibbles(packed: bytes, count: int) -> list[int]:
+    return [(packed[i >> 1] >> 4) if i % 2 == 0 else (packed[i >> 1] & 0x0F) for i in range(count)]
+
+
+def pack_nibbles(nibbles: bytes) -> bytes:
+    padded = nibbles + (b"\x00" if len(nibbles) % 2 else b"")
+    return bytes((padded[i] << 4) | padded[i + 1] for i in range(0, len(padded), 2))
