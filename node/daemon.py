@@ -21,6 +21,7 @@ Tasks (all children of :func:`run_node`'s nursery):
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib
 import logging
 import signal
@@ -394,6 +395,43 @@ def _route_package_logs() -> None:
         logger.propagate = False
 
 
+SLOW_GC_S = 0.05
+"""A garbage collection at least this long is logged (it stops every task of the node)."""
+GC_THRESHOLD0 = 50_000
+"""Net allocations between two young-generation collections (CPython's default is 700)."""
+
+
+def _tune_gc() -> None:
+    """Fewer full collections, over fewer objects: a loaded node allocates fast (every
+    transaction decoded, checked, gossiped) and keeps large bounded caches, so with
+    CPython's defaults a full collection ran every ~11 s, found nothing to free and
+    stopped the node for 50-200 ms, on all validators at about the same moment. The
+    objects made while starting (modules, genesis, stores) are frozen out of every
+    collection; the young generation is collected every GC_THRESHOLD0 allocations
+    instead of 700 (a few ms each), so a full collection comes ~70x less often."""
+    gc.collect()
+    gc.freeze()
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(GC_THRESHOLD0, gen1, gen2)
+
+
+def _watch_gc() -> None:
+    """Log collections of the cyclic garbage collector that stopped the node for
+    SLOW_GC_S or more (a full collection walks every object of the process)."""
+    started = [0.0]
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+            return
+        took = time.perf_counter() - started[0]
+        if took >= SLOW_GC_S:
+            log.info("slow garbage collection", generation=info.get("generation"),
+                     ms=round(took * 1000), collected=info.get("collected"))
+
+    gc.callbacks.append(on_gc)
+
+
 def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
     out: list[BaseException] = []
     for exc in group.exceptions:
@@ -413,6 +451,8 @@ def run(home: str | Path) -> int:
         else:
             setup_logging()
         _route_package_logs()
+        _tune_gc()
+        _watch_gc()
         verifier = SignatureVerifier()
         try:
             trio.run(partial(run_node, home, verifier=verifier))
