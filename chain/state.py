@@ -447,16 +447,48 @@ class Apply:
 
     def due_add(self, height: int, item: bytes) -> None:
         set_id = sk.due_set(height)
-        for c in range(MAX_DUE_CHUNKS):
-            chunk_key = sk.set_item(sk.S_DUE, set_id, c)
-            chunk = self.ov.get(chunk_key)
-            if chunk is None:
-                self.ov.put(chunk_key, b"\x01" + bytes([len(item)]) + item)
-                return
-            if chunk[0] < DUE_CHUNK:
-                self.ov.put(chunk_key, bytes([chunk[0] + 1]) + chunk[1:] + bytes([len(item)]) + item)
-                return
-        raise StateError("due index too long")
+        c, chunk = self._due_tail(set_id)
+        chunk_key = sk.set_item(sk.S_DUE, set_id, c)
+        if chunk is None:
+            self.ov.put(chunk_key, b"\x01" + bytes([len(item)]) + item)
+        else:
+            self.ov.put(chunk_key, bytes([chunk[0] + 1]) + chunk[1:] + bytes([len(item)]) + item)
+
+    def _due_tail(self, set_id: bytes) -> tuple[int, bytes | None]:
+        """(index, bytes) of the chunk the next item of a due set goes to: its last
+        chunk if that has room, else the first missing one (bytes None).
+
+        The chunks are full up to the last one, so a chunk with room is the last
+        and a missing chunk has no successor: the first chunk that is missing or
+        has room is found by doubling, then halving, the index probed (a few reads
+        where scanning from chunk 0 read every chunk: an expiry height that
+        thousands of announces share had each add read hundreds of chunks). The
+        answer is the one a scan from chunk 0 gives."""
+
+        def probe(c: int) -> bytes | None:
+            return self.ov.get(sk.set_item(sk.S_DUE, set_id, c))
+
+        first = probe(0)
+        if first is None or first[0] < DUE_CHUNK:
+            return 0, first
+        full = 0  # the highest index known to hold a full chunk
+        gap = 1  # an index known to be missing or to have room, once found
+        while True:
+            chunk = probe(gap)
+            if chunk is None or chunk[0] < DUE_CHUNK:
+                break
+            full = gap
+            if gap >= MAX_DUE_CHUNKS - 1:
+                raise StateError("due index too long")
+            gap = min(gap * 2, MAX_DUE_CHUNKS - 1)
+        while gap - full > 1:
+            mid = (full + gap) // 2
+            probed = probe(mid)
+            if probed is None or probed[0] < DUE_CHUNK:
+                gap, chunk = mid, probed
+            else:
+                full = mid
+        return gap, chunk
 
     def feed_append(self, fid: bytes, item: bytes) -> None:
         """Append to a feed; its head [length, root, peaks] carries all an append needs."""
