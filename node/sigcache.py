@@ -21,34 +21,21 @@ from collections.abc import Sequence
 from typing import Any
 
 from chain import tx as txm
+from node.bounded import BoundedMap
 
 DEFAULT_CAPACITY = 200_000
 
 
-class VerifiedTxs:
+class VerifiedTxs(BoundedMap[bytes, None]):
     """A bounded set of transaction hashes whose signature verified."""
 
-    __slots__ = ("_hashes", "capacity")
+    __slots__ = ()
 
     def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
-        if capacity < 1:
-            raise ValueError("capacity must be at least 1")
-        self.capacity = capacity
-        self._hashes: dict[bytes, None] = {}
+        super().__init__(capacity)
 
     def add(self, tx_hash: bytes) -> None:
-        hashes = self._hashes
-        if tx_hash in hashes:
-            return
-        hashes[tx_hash] = None
-        while len(hashes) > self.capacity:
-            del hashes[next(iter(hashes))]
-
-    def __contains__(self, tx_hash: object) -> bool:
-        return tx_hash in self._hashes
-
-    def __len__(self) -> int:
-        return len(self._hashes)
+        self.put(tx_hash, None)
 
 
 class _Remapped:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from node.bounded import BoundedMap
 from node.wire import Limits, pack_tx_batches
 from p2p.gossip import SeenCache
 
@@ -54,17 +55,11 @@ class TxGossip:
         """Transactions not queued because a peer's queue was full (a counter)."""
         self.frames_built = 0
         self.txs_queued = 0
-        self.recent_capacity = recent_capacity
-        self._recent: dict[bytes, bytes] = {}
+        self._recent: BoundedMap[bytes, bytes] = BoundedMap(recent_capacity)
 
     def remember(self, tx_hash: bytes, tx_bytes: bytes) -> None:
         """Keep a transaction seen for the first time (bounded, oldest forgotten first)."""
-        recent = self._recent
-        if tx_hash in recent:
-            return
-        recent[tx_hash] = tx_bytes
-        if len(recent) > self.recent_capacity:
-            del recent[next(iter(recent))]
+        self._recent.put(tx_hash, tx_bytes)
 
     def recent(self, tx_hash: bytes) -> bytes | None:
         """A transaction kept by :meth:`remember`, if still there."""

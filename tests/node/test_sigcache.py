@@ -119,3 +119,14 @@ def test_mempool_verifies_a_signature_once_per_node(tmp_path: Path, monkeypatch:
         assert len(calls) == 2 and mp.size == 2
     finally:
         chain.close()
+
+
+def test_bounded_map_keeps_first_value_and_age() -> None:
+    from node.bounded import BoundedMap
+
+    m: BoundedMap[bytes, int] = BoundedMap(2)
+    m.put(b"a", 1)
+    m.put(b"b", 2)
+    m.put(b"a", 9)  # present: unchanged, keeps its age
+    m.put(b"c", 3)
+    assert m.get(b"a") is None and m.get(b"b") == 2 and m.get(b"c") == 3 and len(m) == 2
