@@ -216,7 +216,7 @@ class Daemon:
                     pass
                 self._promote_at = node.state.height
                 mempool.promote_parked()
-                self._share_promoted()
+                node.share_promoted()
             done = 0
             while self._intake:
                 if done % INTAKE_CHUNK == 0 and node.apply_lock.locked():
@@ -230,14 +230,10 @@ class Daemon:
                 except MempoolError:
                     continue  # a stale nonce, a duplicate, a full pool: not the peer's fault
                 node.share_tx(tx, tx_hash)
-                self._share_promoted()
+                node.share_promoted()
                 done += 1
                 if done % INTAKE_CHUNK == 0:
                     await trio.lowlevel.checkpoint()
-
-    def _share_promoted(self) -> None:
-        for tx, tx_hash in self.node.mempool.take_promoted():
-            self.node.share_tx(tx, tx_hash)
 
     async def tx_gossip_loop(self) -> None:
         """Send queued transactions, batched per peer, FLUSH_DELAY after the first."""

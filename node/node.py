@@ -470,6 +470,12 @@ class Node:
         if self.tx_gossip.queue(tx_bytes, tx_hash, self.peers):
             self.tx_gossip_wake.set()
 
+    def share_promoted(self) -> None:
+        """Gossip the peers' transactions the mempool took out of parking since the last
+        call (added once the transaction their nonce waited for was)."""
+        for tx_bytes, tx_hash in self.mempool.take_promoted():
+            self.share_tx(tx_bytes, tx_hash)
+
     def lookup_tx(self, tx_hash: bytes) -> bytes | None:
         """A transaction this node holds by hash: pooled, or seen lately (compact proposals)."""
         found = self.mempool.get(tx_hash)
@@ -506,9 +512,7 @@ class Node:
             self.tx_gossip.observe(result.tx_hash, None, trio.current_time())
             self.tx_gossip.remember(result.tx_hash, tx_bytes)
             self.share_tx(tx_bytes, result.tx_hash)
-            # peers' transactions parked for this one's nonce were added after it
-            for promoted, promoted_hash in self.mempool.take_promoted():
-                self.share_tx(promoted, promoted_hash)
+            self.share_promoted()  # peers' transactions parked for this one's nonce
         return result
 
     def tx_location(self, tx_hash: bytes) -> TxLocation | None:

@@ -136,7 +136,7 @@ def test_intake_checks_nothing_while_a_block_is_applied() -> None:
 
         node = SimpleNamespace(apply_lock=trio.Lock(),
                                mempool=SimpleNamespace(add=add, parked=0, take_promoted=list),
-                               share_tx=lambda tx, h: shared.append(h))
+                               share_tx=lambda tx, h: shared.append(h), share_promoted=lambda: None)
         d = Daemon.__new__(Daemon)
         d.node = node  # type: ignore[assignment]
         d._promote_at = -1
