@@ -67,9 +67,9 @@ INTERNAL_SLOT = _pure.INTERNAL_SLOT
 LEAF_SLOT = _pure.LEAF_SLOT
 DEFAULT_CACHE_BYTES = 96 << 20
 
-_LEAF = b"\x00"
-_VALUE_PRESENT = b"\x01"
-_VALUE_DELETED = b"\x00"
+_LEAF = _pure._LEAF
+_VALUE_PRESENT = _pure._VALUE_PRESENT
+_VALUE_DELETED = _pure._VALUE_DELETED
 _POP = _pure._POP
 _nibble = _pure._nibble
 
@@ -122,9 +122,6 @@ class StagedVersion:
         if tree is not None:
             batch.meanwhile.append(lambda: tree._promote_written(self))
 
-    @property
-    def write_count(self) -> int:
-        return len(self._keys)
 
 
 class StateTree:
